@@ -1,0 +1,54 @@
+"""Start SpatialReward Studio: config -> services -> build_demo -> launch.
+
+    python app.py [--host 127.0.0.1] [--port 7860] [--backend pixel] [--share]
+
+Settings also come from the environment (``PORT``, ``STUDIO_BACKEND``, ``STUDIO_HOST``...).
+Nothing heavy happens at import; backends load on first use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from spatialreward.config import StudioConfig
+from spatialreward.errors import StudioError
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="SpatialReward Studio web app")
+    p.add_argument("--host", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, help="HTTP port (default 7860, or $PORT)")
+    p.add_argument("--backend", help="default backend spec (default: pixel)")
+    p.add_argument("--share", action="store_true", default=None,
+                   help="also publish a public gradio.live link (off by default)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        config = StudioConfig.from_env(
+            host=args.host, port=args.port, backend=args.backend, share=args.share
+        )
+    except StudioError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+    from spatialreward.service import Services
+    from ui import build_demo
+
+    demo = build_demo(Services(config))
+    demo.queue(default_concurrency_limit=1)
+    demo.launch(
+        server_name=config.host,
+        server_port=config.port,
+        share=config.share,
+        max_file_size=config.max_upload_bytes,
+        footer_links=["api"],
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

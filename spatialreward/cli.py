@@ -1,0 +1,113 @@
+"""Command line: ``python -m spatialreward COMMAND``.
+
+Each command builds the services, calls one service function and prints the result.
+User mistakes (a missing file, a non-image, an unknown backend) become one line on
+stderr and exit status 2; there is no traceback for them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+from collections.abc import Sequence
+
+from . import __version__
+from .config import StudioConfig
+from .errors import StudioError
+from .judgment import Judgment
+
+EXIT_USER_ERROR = 2
+
+
+def _fmt(x: float | None, digits: int = 2) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def format_judgment(j: Judgment, label: str) -> str:
+    """A judgment as a short human-readable block."""
+    lines = [f"{label}  [{j.backend} {j.backend_version}]  status: {j.status}"]
+    if j.error:
+        lines.append(f"  error: {j.error}")
+    lines.append(
+        f"  overall {_fmt(j.overall)}/10  reward {_fmt(j.reward, 3)}  "
+        f"prompt_following {_fmt(j.prompt_following)}  consistency {_fmt(j.consistency)}  "
+        f"perceptual_quality {_fmt(j.perceptual_quality)}"
+    )
+    if j.sc is not None or j.pq is not None:
+        lines.append(f"  raw sc {list(j.sc) if j.sc else '-'}  pq {list(j.pq) if j.pq else '-'} (0..25)")
+    for r in j.regions:
+        lines.append(f"  region {r.id}: {r.label or '(no label)'}  bbox_2d {list(r.bbox_2d)}")
+    if not j.regions and j.sc is not None:
+        lines.append("  regions: none")
+    for seg in j.segments:
+        head = f"[bbox {seg.region_id}]" if seg.kind == "bbox" else f"[{seg.kind}]"
+        lines.append(textwrap.fill(f"{head} {seg.text}", 100, initial_indent="  ",
+                                   subsequent_indent="    "))
+    if j.pq_reasoning:
+        lines.append(textwrap.fill(f"[quality] {j.pq_reasoning}", 100, initial_indent="  ",
+                                   subsequent_indent="    "))
+    lines += [f"  warning: {w}" for w in j.warnings]
+    return "\n".join(lines)
+
+
+def cmd_judge(args: argparse.Namespace) -> int:
+    from .service import Services
+
+    services = Services(StudioConfig.from_env(backend=args.backend))
+    results = [(path, services.judge(args.source, path, args.instruction)) for path in args.edited]
+    if args.json:
+        payload = [j.to_dict() for _, j in results]
+        print(json.dumps(payload[0] if len(payload) == 1 else payload, indent=2, ensure_ascii=False))
+        return 0
+    ranked = sorted(results, key=lambda pj: -1 if pj[1].overall is None else pj[1].overall,
+                    reverse=True)
+    for rank, (path, j) in enumerate(ranked, 1):
+        label = f"#{rank} {path}" if len(ranked) > 1 else str(path)
+        print(format_judgment(j, label))
+    return 0
+
+
+def cmd_backends(args: argparse.Namespace) -> int:
+    from .backends import available
+
+    for name, description in available().items():
+        print(f"{name:10s} {description}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m spatialreward",
+        description="SpatialReward Studio: locate edit regions, then judge image edits.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    judge = sub.add_parser(
+        "judge",
+        help="judge edited image(s) against a source and an instruction",
+        description="Judge one or more edited images of SOURCE made for INSTRUCTION. "
+        "Several --edited images are ranked by overall score.",
+    )
+    judge.add_argument("--source", required=True, help="the original image file")
+    judge.add_argument("--edited", required=True, nargs="+", help="edited image file(s)")
+    judge.add_argument("--instruction", required=True, help="the edit instruction, quoted")
+    judge.add_argument("--backend", default=None,
+                       help="reward-model backend spec (default: pixel; see `backends`)")
+    judge.add_argument("--json", action="store_true", help="print the Judgment JSON")
+    judge.set_defaults(func=cmd_judge)
+
+    backends = sub.add_parser("backends", help="list the reward-model backends")
+    backends.set_defaults(func=cmd_backends)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except StudioError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR

@@ -1,0 +1,48 @@
+"""Named errors for everything a user can get wrong.
+
+Each front end translates these in exactly one place: the CLI prints ``str(err)``
+on one line and exits non-zero, the UI raises ``gr.Error(str(err))``. Messages say
+what went wrong and how to fix it, so they can be shown as they are.
+"""
+
+from __future__ import annotations
+
+
+class StudioError(Exception):
+    """Base class for errors caused by input or configuration, not by a bug."""
+
+
+class ImageError(StudioError):
+    """An input could not be used as an image."""
+
+
+class NotAnImageError(ImageError):
+    """The bytes or object are not an image format we can decode."""
+
+
+class TruncatedImageError(ImageError):
+    """The file is an image but ends early (an interrupted upload or copy)."""
+
+
+class EmptyImageError(ImageError):
+    """The image has zero width or height."""
+
+
+class ImageTooLargeError(ImageError):
+    """The image exceeds the pixel or byte cap (decompression-bomb guard)."""
+
+
+class InputError(StudioError):
+    """A request is incomplete or malformed (an empty instruction, too many candidates)."""
+
+
+class ConfigError(StudioError):
+    """A setting has an invalid value."""
+
+
+class UnknownBackendError(StudioError):
+    """A backend name that the registry does not know."""
+
+
+class UnsafePathError(StudioError):
+    """A path taken from a data file points outside the folder it must stay in."""

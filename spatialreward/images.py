@@ -1,0 +1,298 @@
+"""Image intake: the one way every entry point (CLI, UI, store, bench) turns input into pixels.
+
+``load_image`` accepts a path, raw bytes, a binary file object, a ``PIL.Image.Image``
+or a numpy array and returns a fully loaded, upright, RGB ``PIL.Image.Image``:
+
+* EXIF orientation is applied, so a phone photo comes out the way it is displayed.
+* Transparency (RGBA, LA, PA, palette or colour-key transparency) is composited over
+  white, the background most viewers show.
+* 16-bit greyscale is scaled (65535 -> 255), not clipped.
+* Problems raise the named errors of ``spatialreward.errors`` with a message that
+  says what was wrong and how to fix it. Image size is checked against
+  ``max_pixels`` from the header, before any pixel is decoded.
+
+Coordinate convention between a source image and its edit
+---------------------------------------------------------
+Editors return images at their own resolution. We assume the edited image shows the
+same field of view as the source, so ``align_to_source`` *stretches* it to the source
+(width, height); it never crops or pads. Consequently normalised coordinates
+(0..1000 on each axis) are shared by both frames: a box normalised in the edited
+image is the same box normalised in the source. When the two aspect ratios differ
+(``aspect_mismatch`` above ``ASPECT_TOLERANCE``) the stretch distorts the content and
+callers should warn.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from spatialreward.errors import (
+    EmptyImageError,
+    ImageTooLargeError,
+    NotAnImageError,
+    TruncatedImageError,
+)
+
+DEFAULT_MAX_PIXELS = 40_000_000
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+# Relative aspect-ratio difference above which stretching visibly distorts content.
+ASPECT_TOLERANCE = 0.02
+
+ACCEPTED = (
+    "a file path, bytes, a binary file object, a PIL.Image.Image, or a numpy array "
+    "of shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) with dtype uint8, uint16, bool or float"
+)
+# Raster formats only: EPS would run Ghostscript on untrusted uploads, and formats
+# without a magic number (e.g. TGA) would accept random bytes as garbage pixels.
+_FORMATS = "PNG JPEG WEBP GIF BMP DIB TIFF PPM ICO QOI AVIF JPEG2000".split()
+# Lets a failed decode say "truncated PNG" rather than "not an image".
+_MAGIC = {b"\x89PNG": "PNG", b"\xff\xd8\xff": "JPEG", b"GIF8": "GIF"}
+_WHITE = (255, 255, 255)
+
+
+def load_image(
+    obj: Any,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    name: str = "image",
+) -> Image.Image:
+    """Decode ``obj`` into an upright, fully loaded RGB image.
+
+    >>> load_image(np.zeros((2, 3, 3), np.uint8)).size
+    (3, 2)
+    """
+    if isinstance(obj, Image.Image):
+        return _finish(obj, max_pixels, name)
+    if isinstance(obj, np.ndarray):
+        return _finish(_from_array(obj, name), max_pixels, name)
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        data = bytes(obj)
+        _check_bytes(len(data), max_bytes, name)
+        return _decode(data, max_pixels, name)
+    if isinstance(obj, (str, os.PathLike)):
+        return _decode(_read_path(obj, max_bytes, name), max_pixels, name)
+    if callable(getattr(obj, "read", None)):
+        data = obj.read(max_bytes + 1)  # one byte over the cap proves it is too big
+        if not isinstance(data, (bytes, bytearray)):
+            raise NotAnImageError(
+                f"{name}: .read() returned {type(data).__name__}, not bytes; "
+                "open the file in binary mode ('rb')"
+            )
+        _check_bytes(len(data), max_bytes, name, at_least=len(data) > max_bytes)
+        return _decode(bytes(data), max_pixels, name)
+    raise NotAnImageError(
+        f"{name} is a {type(obj).__module__}.{type(obj).__qualname__}; pass {ACCEPTED}"
+    )
+
+
+def to_array(img: Image.Image) -> np.ndarray:
+    """Return the pixels as a C-contiguous (H, W, 3) uint8 array (a copy).
+
+    >>> to_array(Image.new("L", (3, 2), 7)).shape
+    (2, 3, 3)
+    """
+    return np.array(img if img.mode == "RGB" else _to_rgb(img), dtype=np.uint8, order="C")
+
+
+def align_to_source(source_size: tuple[int, int], edited: Image.Image) -> Image.Image:
+    """Stretch ``edited`` to the source (width, height); see the module docstring.
+
+    Returns ``edited`` itself when the sizes already match.
+
+    >>> align_to_source((4, 2), Image.new("RGB", (8, 8))).size
+    (4, 2)
+    """
+    width, height = _check_size(source_size, "source size")
+    if edited.size == (width, height):
+        return edited
+    shrinking = width <= edited.width and height <= edited.height
+    # Area averaging keeps thin edits visible when shrinking; bicubic is smooth when growing.
+    resample = Image.Resampling.BOX if shrinking else Image.Resampling.BICUBIC
+    return edited.resize((width, height), resample=resample)
+
+
+def aspect_mismatch(source_size: tuple[int, int], edited_size: tuple[int, int]) -> float:
+    """Relative aspect-ratio difference ``|a_edited / a_source - 1|``.
+
+    >>> round(aspect_mismatch((1000, 500), (1024, 512)), 6)
+    0.0
+    """
+    sw, sh = _check_size(source_size, "source size")
+    ew, eh = _check_size(edited_size, "edited size")
+    return abs((ew / eh) / (sw / sh) - 1.0)
+
+
+# --- internals ---------------------------------------------------------------------------
+
+
+def _check_size(size: tuple[int, int], what: str) -> tuple[int, int]:
+    width, height = (int(v) for v in size)
+    if width <= 0 or height <= 0:
+        raise EmptyImageError(f"{what} is {width}x{height}; an image needs at least 1x1 pixels")
+    return width, height
+
+
+def _human_bytes(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n} bytes"
+
+
+def _check_bytes(size: int, max_bytes: int, name: str, *, at_least: bool = False) -> None:
+    if size > max_bytes:
+        shown = ("more than " if at_least else "") + _human_bytes(max_bytes if at_least else size)
+        raise ImageTooLargeError(
+            f"{name} is {shown}, above the {_human_bytes(max_bytes)} limit; "
+            "compress or downscale it, or raise max_bytes"
+        )
+
+
+def _check_pixels(size: tuple[int, int], max_pixels: int, name: str) -> None:
+    width, height = size
+    if width <= 0 or height <= 0:
+        raise EmptyImageError(f"{name} is {width}x{height} pixels; an image needs at least 1x1")
+    if width * height > max_pixels:
+        raise ImageTooLargeError(
+            f"{name} is {width}x{height} = {width * height / 1e6:.1f} MP, above the "
+            f"{max_pixels / 1e6:.1f} MP limit; downscale it or raise max_pixels"
+        )
+
+
+def _read_path(path: str | os.PathLike, max_bytes: int, name: str) -> bytes:
+    shown = os.fspath(path)
+    try:
+        stat = os.stat(path)
+    except OSError as err:
+        why = "does not exist" if isinstance(err, FileNotFoundError) else f"({err.strerror})"
+        raise NotAnImageError(f"{name}: file {shown!r} {why}; check the path") from None
+    if not os.path.isfile(path):
+        raise NotAnImageError(
+            f"{name}: {shown!r} is not a regular file; pass the path of an image file"
+        )
+    _check_bytes(stat.st_size, max_bytes, name)  # before reading, so a huge file costs nothing
+    with open(path, "rb") as fh:
+        data = fh.read(max_bytes + 1)  # the file may have grown since stat
+    _check_bytes(len(data), max_bytes, name, at_least=len(data) > max_bytes)
+    return data
+
+
+@contextlib.contextmanager
+def _bomb_guard(name: str) -> Iterator[None]:
+    # PIL warns above ~89 MP; our max_pixels is the policy, so that warning is noise here.
+    # Its hard error (above ~179 MP) cannot be lifted without mutating PIL globals.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            yield
+        except Image.DecompressionBombError as err:
+            raise ImageTooLargeError(
+                f"{name} is too large to decode safely ({err}); downscale it"
+            ) from None
+
+
+def _decode(data: bytes, max_pixels: int, name: str) -> Image.Image:
+    if not data:
+        raise NotAnImageError(f"{name} is empty (0 bytes); pass a PNG, JPEG, WebP or other image")
+    Image.init()  # `formats` may only name registered plugins; Image.open would do this anyway
+    formats = [f for f in _FORMATS if f in Image.OPEN]
+    kind = next((k for magic, k in _MAGIC.items() if data.startswith(magic)), None)
+    try:
+        with _bomb_guard(name):
+            im = Image.open(io.BytesIO(data), formats=formats)  # lazy: reads the header only
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        if kind:
+            raise TruncatedImageError(
+                f"{name} looks like a {kind} file but its header is truncated or corrupt; "
+                "re-export or re-upload it"
+            ) from err
+        raise NotAnImageError(
+            f"{name} is not an image Pillow can decode (first bytes {data[:8]!r}); "
+            "pass a PNG, JPEG, WebP, GIF, BMP or TIFF file"
+        ) from None
+    return _finish(im, max_pixels, name)
+
+
+def _finish(im: Image.Image, max_pixels: int, name: str) -> Image.Image:
+    _check_pixels(im.size, max_pixels, name)  # from the header: nothing decoded yet
+    try:
+        with _bomb_guard(name):
+            im.load()
+    except (OSError, SyntaxError, ValueError, EOFError) as err:
+        raise TruncatedImageError(
+            f"{name} is a truncated or corrupt {im.format or 'image'} file ({err}); "
+            "the upload or copy was probably interrupted, re-export or re-upload it"
+        ) from err
+    try:
+        upright = ImageOps.exif_transpose(im)
+    except Exception:  # a malformed EXIF block should not make readable pixels unusable
+        upright = im
+    out = _to_rgb(upright)
+    # The result must never alias the caller's image or a file-backed one.
+    return out.copy() if out is im else out
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    mode = im.mode
+    if mode == "RGB" and "transparency" not in im.info:
+        return im
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        return Image.fromarray(_scale_deep(np.asarray(im), mode)).convert("RGB")
+    if mode == "La":  # premultiplied: PIL only converts it to LA
+        im, mode = im.convert("LA"), "LA"
+    if mode in ("RGBA", "LA", "PA", "RGBa") or "transparency" in im.info:
+        rgba = im.convert("RGBA")
+        background = Image.new("RGB", im.size, _WHITE)
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return im.convert("RGB")
+
+
+def _scale_deep(a: np.ndarray, mode: str) -> np.ndarray:
+    """Map 16/32-bit integer and float greyscale to uint8.
+
+    I;16 is always 0..65535. I and F have no fixed range, so values that fit the
+    narrower convention are taken as it (I: 0..255, F: 0..1), else I is read as
+    16-bit and F as 0..255, matching how such files are usually produced.
+    """
+    if mode == "F":
+        a = np.nan_to_num(a.astype(np.float64), nan=0.0, posinf=255.0, neginf=0.0)
+        scale = 255.0 if a.size and a.max() <= 1.0 else 1.0
+        return np.clip(np.rint(a * scale), 0, 255).astype(np.uint8)
+    a = a.astype(np.int64)
+    if mode == "I" and (a.size == 0 or a.max() <= 255):
+        return np.clip(a, 0, 255).astype(np.uint8)
+    return ((np.clip(a, 0, 65535) + 128) // 257).astype(np.uint8)
+
+
+def _from_array(arr: np.ndarray, name: str) -> Image.Image:
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (3, 4))):
+        raise NotAnImageError(f"{name} is an array of shape {arr.shape}; pass {ACCEPTED}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise EmptyImageError(
+            f"{name} is an array of shape {arr.shape}; an image needs at least 1x1 pixels"
+        )
+    if arr.dtype == np.uint8:
+        pixels = arr
+    elif arr.dtype == np.bool_:
+        pixels = arr.astype(np.uint8) * 255
+    elif arr.dtype == np.uint16:
+        pixels = ((arr.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    elif np.issubdtype(arr.dtype, np.floating):
+        clean = np.nan_to_num(arr.astype(np.float64), nan=0.0, posinf=1.0, neginf=0.0)
+        pixels = np.rint(np.clip(clean, 0.0, 1.0) * 255.0).astype(np.uint8)
+    else:
+        raise NotAnImageError(
+            f"{name} is an array of dtype {arr.dtype}; use uint8 (0..255), uint16, bool "
+            "or float (0..1), e.g. arr.astype(np.uint8)"
+        )
+    # Copy so that later writes to the caller's array cannot change the image.
+    return Image.fromarray(np.ascontiguousarray(pixels)).copy()

@@ -1,0 +1,24 @@
+"""Small gradio component variants."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+
+class UploadedImage(gr.Image):
+    """An image upload handed to callbacks as the uploaded file's path, undecoded.
+
+    ``gr.Image`` opens the file with PIL during preprocessing, so a corrupt upload
+    fails inside gradio with a hidden, generic error. Passing the path through lets
+    :func:`spatialreward.images.load_image` check and report every upload the same way.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(type="filepath", image_mode=None, **kwargs)
+
+    def preprocess(self, payload: Any) -> Any:
+        if payload is not None and getattr(payload, "path", None):
+            return str(payload.path)
+        return super().preprocess(payload)  # data: URLs (clipboard, webcam)
