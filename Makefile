@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 PORT   ?= 7860
 HOST   ?= 127.0.0.1
 
-.PHONY: run test install install-dev bench clean
+.PHONY: run test install install-dev system-deps bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,18 @@ $(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed
 	touch $@
 
 install: $(VENV)/.installed
-install-dev: $(VENV)/.installed-dev
+install-dev: $(VENV)/.installed-dev system-deps
+
+# Browser tests drive Debian's Chromium (playwright never downloads a browser here).
+system-deps:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing chromium (browser tests)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+		echo "error: Chromium is missing; install it (sudo apt-get install -y chromium) and rerun"; \
+		exit 1; \
+	fi
 
 run: install
 	$(BIN)/python app.py --host $(HOST) --port $(PORT)

@@ -16,6 +16,9 @@ class UploadedImage(gr.Image):
     :func:`spatialreward.images.load_image` check and report every upload the same way.
     """
 
+    # A "template" reuses its base class's frontend (gradio's own gr.Sketchpad does this).
+    is_template = True
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(type="filepath", image_mode=None, **kwargs)
 
