@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 PORT   ?= 7860
 HOST   ?= 127.0.0.1
 
-.PHONY: run test install install-dev system-deps bench clean
+.PHONY: run test lint install install-dev system-deps bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ run: install
 
 test: install-dev
 	$(BIN)/python -m pytest
+
+lint: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 bench: install
 	$(BIN)/python benchmarks/pixel_evidence.py

@@ -36,7 +36,9 @@ def format_judgment(j: Judgment, label: str) -> str:
         f"perceptual_quality {_fmt(j.perceptual_quality)}"
     )
     if j.sc is not None or j.pq is not None:
-        lines.append(f"  raw sc {list(j.sc) if j.sc else '-'}  pq {list(j.pq) if j.pq else '-'} (0..25)")
+        sc = list(j.sc) if j.sc else "-"
+        pq = list(j.pq) if j.pq else "-"
+        lines.append(f"  raw sc {sc}  pq {pq} (0..25)")
     for r in j.regions:
         lines.append(f"  region {r.id}: {r.label or '(no label)'}  bbox_2d {list(r.bbox_2d)}")
     if not j.regions and j.sc is not None:
@@ -59,7 +61,8 @@ def cmd_judge(args: argparse.Namespace) -> int:
     results = [(path, services.judge(args.source, path, args.instruction)) for path in args.edited]
     if args.json:
         payload = [j.to_dict() for _, j in results]
-        print(json.dumps(payload[0] if len(payload) == 1 else payload, indent=2, ensure_ascii=False))
+        out = payload[0] if len(payload) == 1 else payload
+        print(json.dumps(out, indent=2, ensure_ascii=False))
         return 0
     ranked = sorted(results, key=lambda pj: -1 if pj[1].overall is None else pj[1].overall,
                     reverse=True)

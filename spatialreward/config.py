@@ -5,44 +5,52 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 from .errors import ConfigError
 from .images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
-
-
-def _help(text: str, default: object) -> object:
-    return field(default=default, metadata={"help": text})
 
 
 @dataclass(frozen=True)
 class StudioConfig:
     """Settings shared by the app, the CLI and the services."""
 
-    host: str = _help("address to bind; 127.0.0.1 keeps the Studio private to this machine",
-                      "127.0.0.1")  # type: ignore[assignment]
-    port: int = _help("HTTP port of the app", 7860)  # type: ignore[assignment]
-    share: bool = _help("create a public gradio.live link (opt-in)", False)  # type: ignore[assignment]
-    backend: str = _help("default reward-model backend spec, e.g. 'pixel'",
-                         "pixel")  # type: ignore[assignment]
-    data_dir: Path = _help("folder for the store and its images",
-                           Path("data"))  # type: ignore[assignment]
-    max_pixels: int = _help("largest accepted image, in pixels (decompression-bomb guard)",
-                            DEFAULT_MAX_PIXELS)  # type: ignore[assignment]
-    max_upload_bytes: int = _help("largest accepted upload, in bytes",
-                                  DEFAULT_MAX_BYTES)  # type: ignore[assignment]
-    max_candidates: int = _help("edited candidates judged per request in the UI",
-                                4)  # type: ignore[assignment]
-    max_instruction_chars: int = _help("longest accepted instruction",
-                                       2000)  # type: ignore[assignment]
+    host: str = field(
+        default="127.0.0.1",
+        metadata={"help": "address to bind; 127.0.0.1 keeps the Studio private to this machine"},
+    )
+    port: int = field(
+        default=7860,
+        metadata={"help": "HTTP port of the app"},
+    )
+    share: bool = field(
+        default=False,
+        metadata={"help": "create a public gradio.live link (opt-in)"},
+    )
+    backend: str = field(
+        default="pixel",
+        metadata={"help": "default reward-model backend spec, e.g. 'pixel'"},
+    )
+    max_pixels: int = field(
+        default=DEFAULT_MAX_PIXELS,
+        metadata={"help": "largest accepted image, in pixels (decompression-bomb guard)"},
+    )
+    max_upload_bytes: int = field(
+        default=DEFAULT_MAX_BYTES,
+        metadata={"help": "largest accepted upload, in bytes"},
+    )
+    max_instruction_chars: int = field(
+        default=2000,
+        metadata={"help": "longest accepted instruction"},
+    )
 
     def __post_init__(self) -> None:
         if not 1 <= self.port <= 65535:
             raise ConfigError(f"port must be in 1..65535, got {self.port}; pass --port 7860")
         if self.max_pixels < 1 or self.max_upload_bytes < 1:
             raise ConfigError("max_pixels and max_upload_bytes must be positive")
-        if not 1 <= self.max_candidates <= 16:
-            raise ConfigError(f"max_candidates must be in 1..16, got {self.max_candidates}")
-        object.__setattr__(self, "data_dir", Path(self.data_dir))
+        if self.max_instruction_chars < 1:
+            raise ConfigError("max_instruction_chars must be positive")
 
     @classmethod
     def from_env(cls, **overrides: object) -> StudioConfig:
@@ -58,7 +66,7 @@ class StudioConfig:
         return cls(**values)  # type: ignore[arg-type]
 
 
-def _convert(name: str, raw: str, kind: type) -> object:
+def _convert(name: str, raw: str, kind: type[Any]) -> object:
     try:
         if kind is bool:
             if raw.lower() not in {"1", "0", "true", "false", "yes", "no"}:

@@ -50,13 +50,14 @@ def draw_regions(image: Image.Image, regions: Iterable[Region]) -> Image.Image:
     out = image.convert("RGB").copy()
     draw = ImageDraw.Draw(out)
     line = max(2, round(min(out.size) / 200))
-    font = ImageFont.load_default(size=max(12, round(min(out.size) / 32)))
+    font_px = max(12, round(min(out.size) / 32))
+    font = ImageFont.load_default(size=font_px)
     for r in regions:
         color = region_color(r.id)
         x1, y1, x2, y2 = box_to_pixels(r.bbox_2d, out.size)
         draw.rectangle((x1, y1, x2, y2), outline=color, width=line)
         text = f"{r.id}: {r.label}" if r.label else str(r.id)
-        tx, ty = x1, max(0, y1 - font.size - 4)
+        tx, ty = x1, max(0, y1 - font_px - 4)
         left, top, right, bottom = draw.textbbox((tx, ty), text, font=font)
         draw.rectangle((left - 2, top - 2, right + 2, bottom + 2), fill=color)
         draw.text((tx, ty), text, fill="black", font=font)
@@ -67,7 +68,10 @@ def heatmap_overlay(image: Image.Image, heatmap: np.ndarray, alpha: float = 0.55
     """Blend a (h, w) map in [0, 1] over ``image``; cold areas stay close to the photo."""
     rgb = np.asarray(image.convert("RGB"))
     heat = np.clip(np.nan_to_num(heatmap.astype(np.float32)), 0.0, 1.0)
-    heat = cv2.resize(heat, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
+    # (h, w) -> image size; bilinear keeps the map smooth at the photo's resolution
+    heat = np.asarray(
+        cv2.resize(heat, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR), np.float32
+    )
     colored = cv2.applyColorMap((heat * 255).astype(np.uint8), cv2.COLORMAP_TURBO)[..., ::-1]
     # Weight by the map itself so unchanged areas are not tinted blue.
     weight = (alpha * heat)[..., None]

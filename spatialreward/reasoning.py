@@ -19,7 +19,7 @@ _MARKER = re.compile(r"<\|\s*(?:bbox_(\d+)|(global))\s*\|>", re.IGNORECASE)
 
 @dataclass(frozen=True)
 class ReasoningSegment:
-    """One stretch of reasoning: about one region (``bbox``), the verdict (``global``) or neither."""
+    """A stretch of reasoning about one region (``bbox``), the verdict (``global``) or neither."""
 
     kind: SegmentKind
     text: str

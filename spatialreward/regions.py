@@ -92,7 +92,8 @@ class PixelConfig:
         for f in fields(self):
             value, (lo, hi, open_lo, open_hi) = getattr(self, f.name), f.metadata["range"]
             kind = numbers.Integral if f.metadata["integer"] else numbers.Real
-            ok = (isinstance(value, kind) and not isinstance(value, bool) and np.isfinite(value)
+            ok = (isinstance(value, kind) and not isinstance(value, bool)
+                  and np.isfinite(float(value))
                   and (lo < value if open_lo else lo <= value)
                   and (value < hi if open_hi else value <= hi))
             if not ok:
@@ -316,7 +317,7 @@ def _find_regions(delta: np.ndarray, low: float,
     close_px = int(round(cfg.close_fraction * side)) | 1
     if close_px > 1:
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (close_px, close_px))
-        mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, kernel)
+        mask = np.asarray(cv2.morphologyEx(mask, cv2.MORPH_CLOSE, kernel), np.uint8)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     seeded = np.zeros(n, bool)
     seeded[labels[delta > high]] = True

@@ -121,7 +121,11 @@ def _with_frame_info(
         "edited_size": list(edt.size),
         "frame": "stretch",
     }
-    timings = {**j.timings_ms, "load": round(load_s * 1e3, 2), "total": round((load_s + judge_s) * 1e3, 2)}
+    timings = {
+        **j.timings_ms,
+        "load": round(load_s * 1e3, 2),
+        "total": round((load_s + judge_s) * 1e3, 2),
+    }
     return dataclasses.replace(j, warnings=tuple(warnings), meta=meta, timings_ms=timings)
 
 

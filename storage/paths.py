@@ -16,10 +16,10 @@ def resolve_inside(base: str | os.PathLike[str], relative: str | os.PathLike[str
 
     >>> resolve_inside("/data/set", "images/a.png").as_posix()
     '/data/set/images/a.png'
-    >>> resolve_inside("/data/set", "../secret.txt")
+    >>> resolve_inside("/data/set", "../secret.txt")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    spatialreward.errors.UnsafePathError: '../secret.txt' points outside /data/set; paths in data files must be relative to their folder
+    spatialreward.errors.UnsafePathError: '../secret.txt' points outside /data/set; ...
     """
     root = Path(base).resolve()
     text = os.fspath(relative)

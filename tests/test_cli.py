@@ -70,9 +70,11 @@ def test_judge_human_output_ranks_several_candidates(pair):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--source", "missing.png", "--edited", "{edited}", "--instruction", "x"], "does not exist"),
+        (["--source", "missing.png", "--edited", "{edited}", "--instruction", "x"],
+         "does not exist"),
         (["--source", "{text}", "--edited", "{edited}", "--instruction", "x"], "not an image"),
-        (["--source", "{source}", "--edited", "{edited}", "--instruction", "  "], "instruction is empty"),
+        (["--source", "{source}", "--edited", "{edited}", "--instruction", "  "],
+         "instruction is empty"),
         (["--source", "{source}", "--edited", "{edited}", "--instruction", "x",
           "--backend", "gpt9"], "unknown backend"),
     ],

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from spatialreward.errors import ConfigError
 from spatialreward.judgment import Judgment, JudgmentFormatError, Mask, Region
 from spatialreward.protocol import parse_judgment, render_pq, render_sc
 from spatialreward.reasoning import compose_reasoning, split_reasoning
@@ -20,7 +21,6 @@ from spatialreward.scoring import (
     min_geometric,
     weighted_geometric,
 )
-from spatialreward.errors import ConfigError
 
 PQ_OK = '{"reasoning": "Clean, natural result.", "score": [22, 24]}'
 

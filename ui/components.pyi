@@ -6,8 +6,6 @@ from typing import Any
 
 import gradio as gr
 
-from gradio.events import Dependency
-
 class UploadedImage(gr.Image):
     """An image upload handed to callbacks as the uploaded file's path, undecoded.
 
@@ -26,7 +24,9 @@ class UploadedImage(gr.Image):
         if payload is not None and getattr(payload, "path", None):
             return str(payload.path)
         return super().preprocess(payload)
-    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from collections.abc import Callable, Sequence
+    from typing import TYPE_CHECKING, Any, Literal
+
     from gradio.blocks import Block
     if TYPE_CHECKING:
         from gradio.components import Timer

@@ -13,7 +13,6 @@ from spatialreward.service import Services
 from .charts import score_breakdown
 from .errors import user_errors
 
-
 # Highlight colours are fixed at build time so the API returns plain spans; region ids
 # beyond this many reuse the palette anyway.
 _MAX_COLORED_REGIONS = 64

@@ -138,9 +138,9 @@ class PixelBackend:
             inside |= r.mask
         outside = ~inside
         r_out = _energy_ratio(_hf_energy(edt, outside), _hf_energy(src, outside))
-        r_in = (
-            _energy_ratio(_hf_energy(edt, inside), _hf_energy(src, inside)) if inside.any() else None
-        )
+        r_in = None
+        if inside.any():
+            r_in = _energy_ratio(_hf_energy(edt, inside), _hf_energy(src, inside))
         return r_out, r_in
 
     @staticmethod
@@ -149,7 +149,8 @@ class PixelBackend:
             (
                 i,
                 f"Pixels changed over {100 * r.area_fraction:.2f}% of the image here: mean colour "
-                f"difference {r.mean_delta_e:.1f} Lab units, {r.strength:.1f}x the noise threshold.",
+                f"difference {r.mean_delta_e:.1f} Lab units, "
+                f"{r.strength:.1f}x the noise threshold.",
             )
             for i, r in enumerate(evidence.regions)
         ]
