@@ -8,19 +8,7 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from spatialreward.config import StudioConfig
-from spatialreward.service import Services
 from tests.factories import make_edit_case
-from ui import build_demo
-
-
-@pytest.fixture(scope="module")
-def app_url():
-    demo = build_demo(Services(StudioConfig()))
-    demo.queue()
-    _, url, _ = demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
-    yield url
-    demo.close()
 
 
 @pytest.fixture(scope="module")

@@ -2,23 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
 from PIL import Image
 
-from spatialreward.config import StudioConfig
-from spatialreward.service import Services
 from tests.browser import browser_page, judge_in_browser
 from tests.factories import make_edit_case
-from ui import build_demo
-
-
-@pytest.fixture(scope="module")
-def app_url():
-    demo = build_demo(Services(StudioConfig()))
-    demo.queue()
-    _, url, _ = demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
-    yield url
-    demo.close()
 
 
 def test_upload_and_judge_shows_regions_reasoning_and_scores(app_url, tmp_path):
