@@ -1,12 +1,13 @@
-"""The Studio's store: where items, judgments and runs are kept on disk.
+"""The Studio's data on disk: the pair format and (next) the SQLite store.
 
-This package owns every path the Studio writes or reads from data files.
-:func:`resolve_inside` is the guard all loaders use for paths that come from a data
+:func:`resolve_inside` is the guard every loader uses for paths that come from a data
 file (a JSONL row, a dataset column): such a path may not escape its folder.
 """
 
 from __future__ import annotations
 
+from .pairs import PairFormatError, PairItem, iter_pairs, read_pairs, write_pairs
 from .paths import resolve_inside
 
-__all__ = ["resolve_inside"]
+__all__ = ["PairFormatError", "PairItem", "iter_pairs", "read_pairs", "resolve_inside",
+           "write_pairs"]
