@@ -14,6 +14,7 @@ import textwrap
 from collections.abc import Sequence
 
 from . import __version__
+from .bench.command import add_parser as add_bench_parser
 from .config import StudioConfig
 from .errors import StudioError
 from .judgment import Judgment
@@ -72,6 +73,19 @@ def cmd_judge(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_synth(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .synth.generate import SynthConfig, generate
+
+    config = SynthConfig(out=Path(args.out), n=args.n, seed=args.seed, split=args.split,
+                         group_size=args.groups or 2, workers=args.workers)
+    summary = generate(config, progress=not args.no_progress)
+    print(f"wrote {summary['items']} items to {summary['out']}/pairs.jsonl in "
+          f"{summary['seconds']} s ({summary['items_per_second']} items/s)")
+    return 0
+
+
 def cmd_backends(args: argparse.Namespace) -> int:
     from .backends import available
 
@@ -101,6 +115,31 @@ def build_parser() -> argparse.ArgumentParser:
                        help="reward-model backend spec (default: pixel; see `backends`)")
     judge.add_argument("--json", action="store_true", help="print the Judgment JSON")
     judge.set_defaults(func=cmd_judge)
+
+    synth = sub.add_parser(
+        "synth",
+        help="generate a SynthEdit dataset (pair format) with exact ground truth",
+        description="Write DIR/pairs.jsonl and DIR/images/: procedural scenes, an instruction, "
+        "the correct edit and flawed edits, all re-encoded like real editor outputs. "
+        "Same seed, same bytes.",
+    )
+    synth.add_argument("--out", required=True, help="output folder")
+    synth.add_argument("--n", type=int, default=100, help="number of items (default 100)")
+    synth.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    synth.add_argument("--split", default="train", choices=["train", "val", "test", "hard"],
+                       help="train (held-out phrasings excluded), val, test, or hard "
+                       "(small, low-contrast objects)")
+    mode = synth.add_mutually_exclusive_group()
+    mode.add_argument("--pairs", action="store_true",
+                      help="correct edit vs one flawed edit per item (the default)")
+    mode.add_argument("--groups", type=int, metavar="K",
+                      help="K candidates per item (correct + K-1 flaws) with a ranking")
+    synth.add_argument("--workers", type=int, default=0,
+                       help="worker processes (default: one per CPU core)")
+    synth.add_argument("--no-progress", action="store_true", help="no progress bar")
+    synth.set_defaults(func=cmd_synth)
+
+    add_bench_parser(sub)
 
     backends = sub.add_parser("backends", help="list the reward-model backends")
     backends.set_defaults(func=cmd_backends)

@@ -22,6 +22,7 @@ One JSON object per line::
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -102,7 +103,10 @@ def ranking_to_json(ranking: Ranking) -> list[Any]:
 def _box(value: Any) -> tuple[int, int, int, int]:
     if not (isinstance(value, list) and len(value) == 4):
         raise ValueError(f"a region must be [x1, y1, x2, y2], got {value!r}")
-    x1, y1, x2, y2 = (int(round(float(v))) for v in value)
+    numbers = [float(v) for v in value]
+    if not all(math.isfinite(v) for v in numbers):  # json reads Infinity and NaN
+        raise ValueError(f"region {value!r} must hold finite numbers")
+    x1, y1, x2, y2 = (int(round(v)) for v in numbers)
     if not (0 <= x1 < x2 <= 1000 and 0 <= y1 < y2 <= 1000):
         raise ValueError(
             f"region {value!r} must satisfy 0 <= x1 < x2 <= 1000 and 0 <= y1 < y2 <= 1000"
@@ -125,6 +129,11 @@ def item_from_dict(d: dict[str, Any], folder: Path) -> PairItem:
     missing = [k for k in ("id", "instruction", "source", "candidates") if k not in d]
     if missing:
         raise ValueError(f"missing required key(s): {', '.join(missing)}")
+    # str() would turn null into the id or instruction "None"; numbers are fine as ids.
+    if isinstance(d["id"], bool) or not isinstance(d["id"], str | int) or d["id"] == "":
+        raise ValueError(f"id must be a non-empty string, got {d['id']!r}")
+    if not isinstance(d["instruction"], str):
+        raise ValueError(f"instruction must be a string, got {d['instruction']!r}")
     candidates = d["candidates"]
     if not isinstance(candidates, list) or not candidates:
         raise ValueError("candidates must be a non-empty list of image paths")
@@ -132,6 +141,8 @@ def item_from_dict(d: dict[str, Any], folder: Path) -> PairItem:
     if dimension not in DIMENSIONS:
         raise ValueError(f"dimension {dimension!r} is not one of {', '.join(DIMENSIONS)}")
     regions = d.get("regions")
+    if regions is not None and not isinstance(regions, list):
+        raise ValueError(f"regions must be a list of [x1, y1, x2, y2] boxes, got {regions!r}")
     return PairItem(
         id=str(d["id"]),
         instruction=str(d["instruction"]),
@@ -153,8 +164,16 @@ def iter_pairs(path: str | os.PathLike[str]) -> Iterator[PairItem]:
         raise PairFormatError(f"dataset {path} does not exist or is not a file")
     folder = path.resolve().parent
     seen: set[str] = set()
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
+    # Bytes, decoded line by line: a stray non-UTF-8 byte becomes an error naming its line
+    # (not a UnicodeDecodeError from the file object), and a leading BOM is dropped.
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as err:
+                raise PairFormatError(
+                    f"{path}:{lineno}: not UTF-8 text (byte {err.start}); save the file as UTF-8"
+                ) from None
             if not line.strip():
                 continue
             try:

@@ -29,8 +29,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from spatialreward.bench.metrics import box_iou
 from spatialreward.synth.degrade import global_shift, jpeg, reencode
-from spatialreward.synth.render import (  # noqa: F401  (box_iou is re-exported)
+from spatialreward.synth.render import (
     _AREA_FACTOR,
     PALETTE,
     PROCEDURAL_BACKGROUNDS,
@@ -38,7 +39,6 @@ from spatialreward.synth.render import (  # noqa: F401  (box_iou is re-exported)
     TRUE_DELTA_E,
     Obj,
     _color_distance,
-    box_iou,
     delta_e,
     draw_object,
     equal_lightness_color,

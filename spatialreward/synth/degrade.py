@@ -16,14 +16,18 @@ from .render import rgb_to_lab, to_uint8
 
 # ---------------------------------------------------------------- degradations
 def jpeg(img: np.ndarray, quality: int) -> np.ndarray:
+    """Round-trip through a JPEG of the given quality, (h, w, 3) uint8 RGB in and out."""
     ok, buf = cv2.imencode(".jpg", img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    return cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1].copy()
+    decoded = cv2.imdecode(buf, cv2.IMREAD_COLOR) if ok else None
+    if decoded is None:
+        raise ValueError("JPEG round trip failed")
+    return np.asarray(decoded)[..., ::-1].copy()
 
 
 def reencode(img: np.ndarray, rng: np.random.Generator, allow_resize: bool = True,
              strength: float = 1.0) -> tuple[np.ndarray, list[str]]:
     """Random mix of realistic editor degradations; returns (image, names of ops)."""
-    out = img.astype(np.float32)
+    out: np.ndarray = img.astype(np.float32)
     ops: list[str] = []
     h, w = img.shape[:2]
     if rng.random() < 0.4:

@@ -56,7 +56,8 @@ def equal_lightness_color(rgb: tuple[int, int, int], rng: np.random.Generator,
             continue
         out = lab_to_rgb_color(cand)
         if np.all(out >= 0.0) and np.all(out <= 1.0):
-            return tuple(int(round(v * 255)) for v in out)
+            red, green, blue = (int(round(v * 255)) for v in out)
+            return red, green, blue
     return None
 
 
@@ -81,15 +82,6 @@ def true_box(source: np.ndarray, edited: np.ndarray,
     ys, xs = np.nonzero(changed)
     return (int(np.floor(xs.min() * 1000 / w)), int(np.floor(ys.min() * 1000 / h)),
             int(np.ceil((xs.max() + 1) * 1000 / w)), int(np.ceil((ys.max() + 1) * 1000 / h)))
-
-
-def box_iou(a, b) -> float:
-    """Intersection over union of two (x1, y1, x2, y2) boxes."""
-    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 # ---------------------------------------------------------------- backgrounds
@@ -206,8 +198,9 @@ def shadow_alpha(o: Obj, h: int, w: int, roi=None) -> np.ndarray:
     if strength <= 0:
         return np.zeros((y1 - y0, x1 - x0), np.float32)
     a = object_alpha(o, h, w, filled=o.style != "outline", roi=roi)
-    a = cv2.warpAffine(a, np.float32([[1, 0, dx], [0, 1, dy]]), (x1 - x0, y1 - y0))
-    return strength * cv2.GaussianBlur(a, (0, 0), sigma)
+    shift = np.array([[1, 0, dx], [0, 1, dy]], np.float32)
+    moved = cv2.warpAffine(a, shift, (x1 - x0, y1 - y0))
+    return strength * np.asarray(cv2.GaussianBlur(moved, (0, 0), sigma), np.float32)
 
 
 def draw_object(img: np.ndarray, o: Obj) -> np.ndarray:
@@ -219,13 +212,18 @@ def draw_object(img: np.ndarray, o: Obj) -> np.ndarray:
         return out
     win = out[y0:y1, x0:x1] * (1.0 - shadow_alpha(o, h, w, roi))[..., None]
     a = object_alpha(o, h, w, roi=roi)[..., None]
-    fill = np.float32(o.color)
+    fill = np.array(o.color, np.float32)
     if o.style == "striped":
         period = max(6.0, o.r / 3.0)
         ang = o.angle + 0.7  # stripes in image coordinates, independent of the window
         u = _coords(y1 - y0, x1 - x0, ang) + x0 * np.cos(ang) + y0 * np.sin(ang)
         t = np.clip(np.sin(2 * np.pi * u / period) * 3 + 0.5, 0, 1)[..., None]
-        fill = fill * t + np.float32(o.stripe_color) * (1 - t)
+        fill = fill * t + np.array(o.stripe_color, np.float32) * (1 - t)
+    elif o.style == "shaded":
+        # Light from the top left: up to 30% brighter there, darker toward the bottom right.
+        yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+        u = np.clip(((xx - o.cx) + (yy - o.cy)) / (2.0 * o.r), -1.0, 1.0)
+        fill = np.clip(fill * (1.0 - 0.3 * u)[..., None], 0, 255)
     out[y0:y1, x0:x1] = win * (1 - a) + fill * a
     return out
 
@@ -245,7 +243,7 @@ def random_object(rng, h, w, area_range=(0.01, 0.12), color=None, shape=None) ->
     shadow = (off * np.cos(shadow_dir), off * np.sin(shadow_dir), r * rng.uniform(0.06, 0.15),
               rng.uniform(0.3, 0.55) if rng.random() < 0.75 else 0.0)
     return Obj(shape, cx, cy, r, rng.uniform(0, 2 * np.pi), tuple(color),
-               STYLES[rng.integers(len(STYLES))], tuple(stripe), shadow)
+               STYLES[rng.integers(len(STYLES))], stripe, shadow)
 
 
 def to_uint8(img: np.ndarray) -> np.ndarray:
@@ -256,8 +254,8 @@ def remove_object(img: np.ndarray, o: Obj) -> np.ndarray:
     """Inpaint the object and its visible shadow from the surroundings, uint8 in/out."""
     h, w = img.shape[:2]
     x0, y0, x1, y1 = roi = _roi(o, h, w)
-    mask = (object_alpha(o, h, w, True, roi) > 0) | (shadow_alpha(o, h, w, roi) > 0.03)
-    mask = cv2.dilate(mask.astype(np.uint8) * 255, np.ones((5, 5), np.uint8))
+    hole = (object_alpha(o, h, w, True, roi) > 0) | (shadow_alpha(o, h, w, roi) > 0.03)
+    mask = cv2.dilate(hole.astype(np.uint8) * 255, np.ones((5, 5), np.uint8))
     # inpainting only reads a few pixels around the hole: work on a padded window
     m = 12
     X0, Y0, X1, Y1 = max(0, x0 - m), max(0, y0 - m), min(w, x1 + m), min(h, y1 + m)
