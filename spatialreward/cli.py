@@ -86,6 +86,16 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_reward(args: argparse.Namespace) -> int:
+    from .mini.train import TrainConfig, train
+
+    config = TrainConfig.from_file(args.config)
+    metrics = train(config, log=lambda line: print(line, flush=True))
+    print(f"val pairwise accuracy {metrics['val']['accuracy']:.3f}; "
+          f"weights in {config.out}/model.safetensors ({metrics['seconds']} s)")
+    return 0
+
+
 def cmd_backends(args: argparse.Namespace) -> int:
     from .backends import available
 
@@ -112,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     judge.add_argument("--edited", required=True, nargs="+", help="edited image file(s)")
     judge.add_argument("--instruction", required=True, help="the edit instruction, quoted")
     judge.add_argument("--backend", default=None,
-                       help="reward-model backend spec (default: pixel; see `backends`)")
+                       help="reward-model backend spec (default: mini; see `backends`)")
     judge.add_argument("--json", action="store_true", help="print the Judgment JSON")
     judge.set_defaults(func=cmd_judge)
 
@@ -140,6 +150,15 @@ def build_parser() -> argparse.ArgumentParser:
     synth.set_defaults(func=cmd_synth)
 
     add_bench_parser(sub)
+
+    train_reward = sub.add_parser(
+        "train-reward",
+        help="train SpatialReward-Mini on SynthEdit (configs/mini.json)",
+        description="Train the embedded spatial reward model from a JSON config "
+        "(keys: see spatialreward/mini/train.py TrainConfig). Seeded and reproducible.",
+    )
+    train_reward.add_argument("--config", required=True, help="training config JSON file")
+    train_reward.set_defaults(func=cmd_train_reward)
 
     backends = sub.add_parser("backends", help="list the reward-model backends")
     backends.set_defaults(func=cmd_backends)

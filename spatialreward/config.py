@@ -28,8 +28,8 @@ class StudioConfig:
         metadata={"help": "create a public gradio.live link (opt-in)"},
     )
     backend: str = field(
-        default="pixel",
-        metadata={"help": "default reward-model backend spec, e.g. 'pixel'"},
+        default="mini",
+        metadata={"help": "default reward-model backend spec: 'mini' (embedded model) or 'pixel'"},
     )
     max_pixels: int = field(
         default=DEFAULT_MAX_PIXELS,

@@ -43,7 +43,7 @@ def test_help_lists_every_command():
 def test_judge_json_on_a_real_pair(pair):
     source, edited, box = pair
     out = run_cli("judge", "--source", str(source), "--edited", str(edited),
-                  "--instruction", "make the circle green", "--json")
+                  "--instruction", "make the circle green", "--backend", "pixel", "--json")
     assert out.returncode == 0, out.stderr
     d = json.loads(out.stdout)
     assert d["status"] == "ok" and d["backend"] == "pixel"
@@ -61,7 +61,7 @@ def test_judge_json_on_a_real_pair(pair):
 def test_judge_human_output_ranks_several_candidates(pair):
     source, edited, _ = pair
     out = run_cli("judge", "--source", str(source), "--edited", str(edited), str(source),
-                  "--instruction", "make the circle green")
+                  "--instruction", "make the circle green", "--backend", "pixel")
     assert out.returncode == 0, out.stderr
     assert "#1 " in out.stdout and "#2 " in out.stdout
     assert "[global]" in out.stdout and "regions: none" in out.stdout
@@ -93,6 +93,18 @@ def test_bad_input_is_one_clear_line(pair, tmp_path, args, message):
     assert "Traceback" not in out.stderr
 
 
-def test_backends_command_lists_pixel():
+def test_backends_command_lists_both_embedded_backends():
     out = run_cli("backends")
-    assert out.returncode == 0 and out.stdout.startswith("pixel")
+    names = [line.split()[0] for line in out.stdout.splitlines()]
+    assert out.returncode == 0 and names == ["mini", "pixel"]
+
+
+def test_default_backend_is_the_shipped_mini_model(pair):
+    source, edited, _ = pair
+    out = run_cli("judge", "--source", str(source), "--edited", str(edited),
+                  "--instruction", "make the star red", "--json")
+    assert out.returncode == 0, out.stderr
+    d = json.loads(out.stdout)
+    assert d["backend"] == "mini" and d["status"] == "ok"
+    assert d["meta"]["instruction_read"] is True and d["attention"] is not None
+    assert "<|global|>" in d["reasoning"]

@@ -9,6 +9,7 @@ backend is actually built.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 
 from ..errors import UnknownBackendError
@@ -17,15 +18,23 @@ from .base import Backend
 Builder = Callable[[str | None], Backend]
 
 _BUILDERS: dict[str, tuple[Builder, str]] = {}
+# Built-in backends register when their module is imported; listing them must not
+# import torch, so their names and descriptions are also known here.
+_BUILTIN = {
+    "pixel": ("spatialreward.backends.pixel",
+              "pixel-evidence baseline: finds changed regions; does not read the instruction"),
+    "mini": ("spatialreward.backends.mini",
+             "SpatialReward-Mini: locates the edit regions, then judges them (embedded)"),
+}
 
 
-def register(name: str, description: str) -> Callable[[Builder], Builder]:
+def register(name: str, description: str | None = None) -> Callable[[Builder], Builder]:
     """Decorator: make ``builder(argument) -> Backend`` available under ``name``."""
 
     def decorate(builder: Builder) -> Builder:
         if name in _BUILDERS:
             raise ValueError(f"backend {name!r} is registered twice")
-        _BUILDERS[name] = (builder, description)
+        _BUILDERS[name] = (builder, description or _BUILTIN.get(name, ("", ""))[1])
         return builder
 
     return decorate
@@ -44,15 +53,17 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
 
 
 def available() -> dict[str, str]:
-    """Registered backend names and their one-line descriptions."""
-    _load_builtin()
-    return {name: desc for name, (_, desc) in sorted(_BUILDERS.items())}
+    """Backend names and their one-line descriptions (imports no backend)."""
+    names = {name: desc for name, (_, desc) in _BUILTIN.items()}
+    names.update({name: desc for name, (_, desc) in _BUILDERS.items()})
+    return dict(sorted(names.items()))
 
 
 def create(spec: str) -> Backend:
     """Build the backend a spec names."""
-    _load_builtin()
     name, argument = parse_spec(spec)
+    if name in _BUILTIN and name not in _BUILDERS:
+        importlib.import_module(_BUILTIN[name][0])  # runs its @register
     if name not in _BUILDERS:
         known = ", ".join(sorted(_BUILDERS)) or "(none)"
         raise UnknownBackendError(
@@ -63,9 +74,10 @@ def create(spec: str) -> Backend:
     return builder(argument)
 
 
-def _load_builtin() -> None:
-    # Importing the modules runs their @register decorators; cheap, no model weights.
-    from . import pixel  # noqa: F401
+def load_reward_model(spec: str = "mini") -> Backend:
+    """The reward model a spec names, e.g. ``load_reward_model("mini")``; unknown names fail
+    loudly. Same as :func:`create`; the name reads better in scripts."""
+    return create(spec)
 
 
-__all__ = ["Backend", "available", "create", "parse_spec", "register"]
+__all__ = ["Backend", "available", "create", "load_reward_model", "parse_spec", "register"]

@@ -181,7 +181,7 @@ class PixelBackend:
         return text
 
 
-@register("pixel", "pixel-evidence baseline: finds changed regions; does not read the instruction")
+@register("pixel")
 def build(argument: str | None) -> PixelBackend:
     if argument:
         raise ConfigError(f"the pixel backend takes no argument (got {argument!r}); use 'pixel'")

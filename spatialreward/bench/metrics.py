@@ -259,6 +259,8 @@ class ItemResult:
     region_matched: int = 0
     groups: Mapping[str, str] = field(default_factory=dict)
     """Group labels of the ``--by`` keys."""
+    region_counts: tuple[int | None, ...] = ()
+    """Regions each candidate's judgment located (None where it failed)."""
 
     @property
     def k(self) -> int:
@@ -293,6 +295,8 @@ class ItemResult:
             d["region_recall"] = self.region_matched / self.region_targets
         if self.groups:
             d["groups"] = dict(self.groups)
+        if self.region_counts:
+            d["region_counts"] = list(self.region_counts)
         if self.error:
             d["error"] = self.error
         return d

@@ -7,6 +7,7 @@ writes (see :mod:`spatialreward.bench.metrics` for what each number means).
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from collections.abc import Sequence
@@ -85,7 +86,7 @@ def judge_item(
     ref = reference_candidate(item.ranking, len(item.candidates))
     ref_judgment = None if ref is None else judgments[ref]
     predicted = [] if ref_judgment is None else [r.bbox_2d for r in ref_judgment.regions]
-    return evaluate_item(
+    result = evaluate_item(
         item.id,
         item.ranking,
         [score_for(j, item.dimension) for j in judgments],
@@ -97,6 +98,8 @@ def judge_item(
         error="; ".join(errors) or None,
         groups=_group_labels(item, by),
     )
+    counts = tuple(None if j is None else len(j.regions) for j in judgments)
+    return dataclasses.replace(result, region_counts=counts)
 
 
 def run_bench(

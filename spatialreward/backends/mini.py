@@ -1,0 +1,190 @@
+"""The ``mini`` backend: SpatialReward-Mini, the embedded spatial reward model.
+
+``mini`` loads the checkpoint that ships in ``models/spatialreward-mini``;
+``mini:PATH`` loads another folder holding ``model.safetensors`` + ``config.json``
+(weights are read with safetensors: nothing is unpickled).
+
+Everything a judgment shows comes from the model's own outputs: the regions are its
+proposals, each labelled with its predicted facts (colour and shape before and
+after) and its predicted match with the instruction; the reasoning is composed from
+those predictions and the predicted scores; the attention summary is computed from
+the text-to-image attention of the forward pass that produced the scores.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from ..errors import ConfigError
+from ..judgment import AttentionSummary, Judgment, Mask, Region
+from ..mini.features import SIZE, Features, Tokenizer, prepare
+from ..mini.model import MiniConfig, MiniRewardModel, box_masks
+from ..reasoning import compose_reasoning
+from ..regions import PixelEvidence
+from ..synth.language import COLORS, SHAPES
+from . import register
+
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "models" / "spatialreward-mini"
+
+
+def _thing(color: int, shape: int) -> str | None:
+    c = COLORS[color] if color < len(COLORS) else None
+    s = SHAPES[shape] if shape < len(SHAPES) else None
+    if c is None or s is None:
+        return None
+    return f"{c} {s}"
+
+
+def _entropy(p: np.ndarray) -> float:
+    p = p / max(p.sum(), 1e-12)
+    return float(-(p * np.log(p + 1e-12)).sum())
+
+
+class MiniBackend:
+    name = "mini"
+
+    def __init__(self, path: Path = DEFAULT_CHECKPOINT) -> None:
+        weights, config = path / "model.safetensors", path / "config.json"
+        if not weights.is_file() or not config.is_file():
+            raise ConfigError(
+                f"no SpatialReward-Mini checkpoint in {path} (need model.safetensors and "
+                "config.json); train one with `python -m spatialreward train-reward`"
+            )
+        meta = json.loads(config.read_text())
+        self.tokenizer = Tokenizer(meta["vocab"])
+        self.model = MiniRewardModel(MiniConfig(**meta["model"]))
+        self.model.load_state_dict(load_file(str(weights)))
+        self.model.eval()
+        digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:12]
+        kind = "regions" if meta["model"].get("use_regions", True) else "global"
+        self.version = f"{kind}-{digest}"
+
+    # -- batched inference ----------------------------------------------------------
+    @torch.no_grad()
+    def _forward(self, feats: Sequence[Features], instructions: Sequence[str]) -> dict:
+        f32 = torch.float32
+
+        def stack(name: str) -> torch.Tensor:
+            return torch.from_numpy(np.stack([getattr(f, name) for f in feats]))
+
+        tokens = torch.tensor([self.tokenizer.encode(t) for t in instructions])
+        return self.model(stack("source").to(f32) / 255, stack("edited").to(f32) / 255,
+                          stack("heat").to(f32) / 255, stack("boxes"), stack("valid"),
+                          stack("stats"), tokens)
+
+    def judge_many(self, triples: Sequence[tuple[Image.Image, Image.Image, str]],
+                   evidences: Sequence[PixelEvidence | None] | None = None) -> list[Judgment]:
+        """Judge several (source, edited, instruction) triples in one forward pass."""
+        t0 = time.perf_counter()
+        evidences = evidences or [None] * len(triples)
+        feats = [prepare(s, e, ev) for (s, e, _), ev in zip(triples, evidences, strict=True)]
+        t1 = time.perf_counter()
+        out = self._forward(feats, [t for _, _, t in triples])
+        t2 = time.perf_counter()
+        per = (t2 - t1) * 1e3 / len(triples)
+        return [self._judgment(out, k, feats[k], triples[k][2],
+                               {"evidence": round((t1 - t0) * 1e3 / len(triples), 2),
+                                "model": round(per, 2)})
+                for k in range(len(triples))]
+
+    def judge(self, source: Image.Image, edited: Image.Image, instruction: str,
+              evidence: PixelEvidence | None = None) -> Judgment:
+        return self.judge_many([(source, edited, instruction)], [evidence])[0]
+
+    def attention_maps(self, source: Image.Image, edited: Image.Image, instruction: str
+                       ) -> np.ndarray:
+        """(layers, heads, 2, 16, 16): attention from the instruction's words to the
+        source (index 0) and edited (index 1) patches, averaged over the words."""
+        f = prepare(source, edited)
+        out = self._forward([f], [instruction])
+        n_words = max(1, sum(t != 0 for t in self.tokenizer.encode(instruction)))
+        grid = SIZE // 8
+        maps = [w[0, :, :n_words].mean(1).reshape(-1, 2, grid, grid).numpy()
+                for w in out["attention"]]
+        return np.stack(maps)
+
+    # -- composing the judgment from the outputs ---------------------------------------
+    def _judgment(self, out: dict, k: int, f: Features, instruction: str,
+                  timings: dict[str, float]) -> Judgment:
+        sc = tuple(round(float(v), 3) for v in out["sc"][k])
+        pq = tuple(round(float(v), 3) for v in out["pq"][k])
+        match = torch.sigmoid(out["match"][k]).numpy()
+        facts = {name: out[name][k].argmax(-1).numpy()
+                 for name in ("before_color", "after_color", "before_shape", "after_shape")}
+        regions, sentences = [], []
+        # The global ablation judges one "region", the whole image: its facts and match
+        # stand for every proposal it is shown.
+        last = len(match) - 1
+        for r, ev_region in enumerate(f.evidence.regions[: len(f.valid)]):
+            m = min(r, last)
+            before = _thing(facts["before_color"][m], facts["before_shape"][m])
+            after = _thing(facts["after_color"][m], facts["after_shape"][m])
+            label = after or (f"removed {before}" if before else "changed area")
+            regions.append(Region(id=r, label=label, bbox_2d=ev_region.bbox_2d,
+                                  mask=Mask.from_array(ev_region.mask),
+                                  confidence=round(float(match[m]), 4)))
+            what = (f"a {before} became a {after}" if before and after and before != after
+                    else f"a {before} is there before and after, changed in size, place or detail"
+                    if before and after
+                    else f"a {after} appeared" if after
+                    else f"the {before} is gone" if before else "the pixels changed")
+            verdict = ("this is the change the instruction asks for" if match[m] >= 0.5
+                       else "this is not the change the instruction asks for")
+            sentences.append((r, f"Before and after: {what}; {verdict} "
+                                 f"(match {match[m]:.2f})."))
+        if regions:
+            found = f"the best-matching region scores {max(r.confidence or 0 for r in regions):.2f}"
+        else:
+            found = "no change above the re-encoding noise was found"
+        verdict = (f"Edit success {sc[0]:.1f}/25: {found}. Over-editing {sc[1]:.1f}/25: "
+                   f"outside the regions the image is preserved at "
+                   f"{f.evidence.preservation:.2f}.")
+        return Judgment(
+            status="ok", sc=sc, pq=pq, regions=tuple(regions),  # type: ignore[arg-type]
+            reasoning=compose_reasoning(sentences, verdict),
+            pq_reasoning=(f"Naturalness {pq[0]:.1f}/25 and artifacts {pq[1]:.1f}/25, predicted "
+                          "from both images' features inside and outside the regions."),
+            backend=self.name, backend_version=self.version, timings_ms=timings,
+            attention=self._attention_summary(out, k, f, instruction),
+            meta={"instruction_read": True,
+                  "unknown_words": self._unknown(instruction)},
+        )
+
+    def _unknown(self, instruction: str) -> int:
+        return sum(t == 1 for t in self.tokenizer.encode(instruction))
+
+    def _attention_summary(self, out: dict, k: int, f: Features, instruction: str
+                           ) -> AttentionSummary:
+        n_words = max(1, sum(t != 0 for t in self.tokenizer.encode(instruction)))
+        # (layers, heads, words, 2P) -> one distribution over the 2P patches
+        w = torch.stack([a[k, :, :n_words] for a in out["attention"]]).mean((0, 1, 2)).numpy()
+        p = len(w) // 2
+        src, edt = w[:p], w[p:]
+        top = max(1, math.ceil(0.05 * len(w)))
+        in_region = None
+        if f.valid.any():
+            masks = box_masks(torch.from_numpy(f.boxes[None]), SIZE // 8)[0].numpy()
+            inside = masks[f.valid].max(0) > 0
+            in_region = float(src[inside].sum() + edt[inside].sum()) / float(w.sum())
+        return AttentionSummary(
+            source_share=round(float(src.sum() / w.sum()), 4),
+            entropy_source=round(_entropy(src), 4),
+            entropy_edited=round(_entropy(edt), 4),
+            concentration=round(float(np.sort(w)[::-1][:top].sum() / w.sum()), 4),
+            in_region_share=None if in_region is None else round(in_region, 4),
+        )
+
+
+@register("mini")
+def build(argument: str | None) -> MiniBackend:
+    return MiniBackend(Path(argument) if argument else DEFAULT_CHECKPOINT)

@@ -1,0 +1,131 @@
+"""SpatialReward-Mini: tokeniser, training learns, and the backend composes honest judgments."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from spatialreward.errors import ConfigError
+from spatialreward.mini.data import build_arrays
+from spatialreward.mini.features import MAX_TOKENS, Tokenizer
+from spatialreward.mini.model import MiniConfig, MiniRewardModel, box_masks
+from spatialreward.mini.train import INPUTS, evaluate, losses, save, tensors
+from spatialreward.synth.generate import SynthConfig, generate
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    out = tmp_path_factory.mktemp("mini")
+    generate(SynthConfig(out=out, n=10, seed=5, split="train", group_size=3, workers=1), False)
+    arrays, tok = build_arrays(out / "pairs.jsonl", workers=1)
+    return arrays, tok, out
+
+
+def test_tokenizer_maps_unknown_words_and_pads():
+    tok = Tokenizer.build(["remove the red star"])
+    ids = tok.encode("Eliminate the red star!")
+    assert ids[:4] == [1, tok.index["the"], tok.index["red"], tok.index["star"]]
+    assert len(ids) == MAX_TOKENS and ids[4:] == [0] * (MAX_TOKENS - 4)
+
+
+def test_box_masks_cover_the_boxes_and_tiny_boxes_get_a_patch():
+    masks = box_masks(torch.tensor([[[0.0, 0.0, 0.5, 0.5], [0.51, 0.51, 0.52, 0.52]]]), 16)
+    m = masks[0].reshape(2, 16, 16)
+    assert m[0, :8, :8].all() and not m[0, 9:, 9:].any()
+    assert 1 <= m[1].sum() <= 4
+
+
+def test_training_learns(tiny):
+    arrays, tok, _ = tiny
+    torch.manual_seed(0)
+    model = MiniRewardModel(MiniConfig(vocab_size=len(tok.vocab)))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    batch = tensors(arrays, np.arange(len(arrays)))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    history = []
+    for step in range(60):
+        parts = losses(model(*(batch[k] for k in INPUTS)), batch)
+        loss = parts["regression"] + parts["rank"] + 0.3 * (parts["facts"] + parts["match"]
+                                                            + parts["slots"])
+        opt.zero_grad()
+        loss.backward()
+        if step == 0:  # every parameter takes part in the loss
+            silent = [n for n, p in model.named_parameters()
+                      if p.grad is None or not p.grad.abs().sum() > 0]
+            assert silent == []
+        opt.step()
+        history.append(loss.item())
+    assert all(np.isfinite(history))
+    assert history[-1] < 0.5 * history[0]
+    changed = [n for n, p in model.named_parameters() if not torch.equal(p, before[n])]
+    assert len(changed) == len(before)
+    # A tiny overfit: the ten training items are ranked right.
+    assert evaluate(model, arrays)["accuracy"] >= 0.95
+
+
+def test_backend_from_a_saved_checkpoint(tiny, tmp_path):
+    from spatialreward.backends.mini import MiniBackend
+    from spatialreward.images import load_image
+    from spatialreward.reasoning import referenced_regions
+    from storage.pairs import read_pairs
+
+    arrays, tok, folder = tiny
+    model = MiniRewardModel(MiniConfig(vocab_size=len(tok.vocab))).eval()
+    save(model, tok, tmp_path, {})
+    backend = MiniBackend(tmp_path)
+    item = read_pairs(folder / "pairs.jsonl")[0]
+    triples = [(load_image(item.source), load_image(c), item.instruction)
+               for c in item.candidates]
+    batched = backend.judge_many(triples)
+    single = [backend.judge(*t) for t in triples]
+    for a, b in zip(batched, single, strict=True):
+        assert a.sc == pytest.approx(b.sc, abs=1e-3) and a.regions == b.regions
+        assert a.status == "ok" and 0 <= a.overall <= 10
+        assert referenced_regions(a.reasoning) == {r.id for r in a.regions}
+        att = a.attention
+        assert 0 <= att.source_share <= 1 and 0 < att.concentration <= 1
+        assert att.entropy_source > 0 and att.entropy_edited > 0
+    maps = backend.attention_maps(*triples[0])
+    assert maps.shape == (2, 4, 2, 16, 16)
+    assert np.allclose(maps.sum((2, 3, 4)), 1.0, atol=1e-4)  # each head is a distribution
+
+
+def test_missing_checkpoint_says_how_to_make_one(tmp_path):
+    from spatialreward.backends.mini import MiniBackend
+
+    with pytest.raises(ConfigError, match="train-reward"):
+        MiniBackend(tmp_path)
+
+
+def test_arrays_need_ground_truth(tmp_path):
+    (tmp_path / "pairs.jsonl").write_text(
+        '{"id": "a", "instruction": "x", "source": "s.png", "candidates": ["c.png"]}\n')
+    with pytest.raises(ValueError, match="candidate_truth"):
+        build_arrays(Path(tmp_path / "pairs.jsonl"), workers=1)
+
+
+def test_global_ablation_trains_on_the_same_batches(tiny):
+    arrays, tok, _ = tiny
+    model = MiniRewardModel(MiniConfig(vocab_size=len(tok.vocab), use_regions=False))
+    batch = tensors(arrays, np.arange(len(arrays)))
+    out = model(*(batch[k] for k in INPUTS))
+    assert out["match"].shape == (len(arrays), 1)  # one "region": the whole image
+    parts = losses(out, batch)
+    total = sum(parts.values())
+    total.backward()
+    assert torch.isfinite(total)
+
+
+def test_shipped_checkpoint_keeps_its_documented_accuracy(tmp_path):
+    """docs/model_card.md: on 60 fresh SynthEdit test pairs (seed 7) the shipped model
+    measured 0.883; a drop below 0.80 means the weights or the inputs changed."""
+    from spatialreward.bench.runner import run_bench
+    from spatialreward.service import Services
+
+    generate(SynthConfig(out=tmp_path, n=60, seed=7, split="test", workers=1), False)
+    results = run_bench(tmp_path / "pairs.jsonl", Services(), "mini", progress=False)
+    assert results["failed"] == 0
+    assert results["accuracy"] >= 0.80, results["accuracy"]
