@@ -129,3 +129,20 @@ def test_shipped_checkpoint_keeps_its_documented_accuracy(tmp_path):
     results = run_bench(tmp_path / "pairs.jsonl", Services(), "mini", progress=False)
     assert results["failed"] == 0
     assert results["accuracy"] >= 0.80, results["accuracy"]
+
+
+def test_training_is_seeded_and_reproducible(tiny, tmp_path):
+    from spatialreward.mini.train import TrainConfig, train
+
+    _, _, folder = tiny
+    runs = []
+    for name in ("a", "b"):
+        cfg = TrainConfig(train_data=str(folder / "pairs.jsonl"),
+                          val_data=str(folder / "pairs.jsonl"), out=str(tmp_path / name),
+                          epochs=2, batch_items=4, threads=1, seed=3)
+        metrics = train(cfg, log=lambda line: None)
+        runs.append(((tmp_path / name / "model.safetensors").read_bytes(), metrics["val"]))
+    assert runs[0][0] == runs[1][0]  # the same bytes
+    assert runs[0][1] == runs[1][1]
+    assert (tmp_path / "a" / "curves.html").is_file()
+    assert (tmp_path / "a" / "config.json").is_file()
