@@ -47,6 +47,9 @@ class MiniConfig:
     text_layers: int = field(default=2, metadata={"help": "self-attention layers over words"})
     cross_layers: int = field(default=2, metadata={"help": "text-to-image attention layers"})
     use_regions: bool = field(default=True, metadata={"help": "False = global-pool ablation"})
+    place_match: bool = field(default=False, metadata={
+        "help": "give the matcher the agreement between a region's grid cell and the place "
+                "the instruction names"})
 
     def __post_init__(self) -> None:
         if self.dim % self.heads:
@@ -106,6 +109,16 @@ def box_masks(boxes: torch.Tensor, grid: int) -> torch.Tensor:
     return mask.flatten(2).to(boxes.dtype)
 
 
+def place_agreement(boxes: torch.Tensor, slot_probs: torch.Tensor) -> torch.Tensor:
+    """(B, R): probability mass the place slot puts on each box centre's 3 x 3 grid cell."""
+    cx = ((boxes[..., 0] + boxes[..., 2]) / 2 * 3).clamp(0, 2.999).floor()
+    cy = ((boxes[..., 1] + boxes[..., 3]) / 2 * 3).clamp(0, 2.999).floor()
+    cell = (cy * 3 + cx).long()  # (B, R), the order of language.POSITIONS
+    offset = sum(list(SLOTS.values())[:5])  # op, target colour/shape, new colour/shape
+    places = slot_probs[:, offset:offset + len(POSITIONS)]  # (B, 9)
+    return places.gather(1, cell)
+
+
 class MiniRewardModel(nn.Module):
     def __init__(self, config: MiniConfig) -> None:
         super().__init__()
@@ -125,8 +138,9 @@ class MiniRewardModel(nn.Module):
         self.slots = nn.Linear(d, N_SLOTS)
         # Does this region show what the words ask for? The region's features, its facts
         # and place, and the instruction's slots, through an MLP that learns to compare.
-        self.match = nn.Sequential(nn.Linear(d + N_FACTS + 4 + N_SLOTS, 2 * d), nn.GELU(),
-                                   nn.Linear(2 * d, 1))
+        extra = 1 if config.place_match else 0
+        self.match = nn.Sequential(nn.Linear(d + N_FACTS + 4 + N_SLOTS + extra, 2 * d),
+                                   nn.GELU(), nn.Linear(2 * d, 1))
         self.outside = nn.Sequential(nn.Linear(2 * d + 4, d), nn.GELU())
         self.head = nn.Sequential(nn.Linear(3 * d + N_SLOTS + N_FACTS + 3, 2 * d), nn.GELU(),
                                   nn.Linear(2 * d, 4))
@@ -180,7 +194,10 @@ class MiniRewardModel(nn.Module):
         fact_probs = torch.cat([torch.softmax(part, -1) for part in
                                 facts.split([N_COLOR, N_COLOR, N_SHAPE, N_SHAPE], -1)], -1)
         asked = slot_probs[:, None].expand(-1, region.shape[1], -1)
-        match = self.match(torch.cat([region, fact_probs, geometry, asked], -1))[..., 0]
+        parts = [region, fact_probs, geometry, asked]
+        if self.config.place_match:  # P(instruction names the cell this region's centre is in)
+            parts.append(place_agreement(geometry, slot_probs)[..., None])
+        match = self.match(torch.cat(parts, -1))[..., 0]
         logits = match.masked_fill(~valid, -1e4)
         weight = torch.softmax(logits, -1) * valid.any(-1, keepdim=True)  # no region: zeros
         region_vec = (weight[..., None] * region).sum(1)

@@ -45,6 +45,7 @@ class TrainConfig:
     seed: int = field(default=0, metadata={"help": "seed for init and batch order"})
     threads: int = field(default=2, metadata={"help": "torch CPU threads"})
     use_regions: bool = field(default=True, metadata={"help": "False: global-pool ablation"})
+    place_match: bool = field(default=False, metadata={"help": "see MiniConfig.place_match"})
     rank_weight: float = field(default=1.0, metadata={"help": "weight of the ranking loss"})
     fact_weight: float = field(default=0.3, metadata={"help": "weight of the region losses"})
     limit: int | None = field(default=None, metadata={"help": "use only the first N items"})
@@ -188,7 +189,8 @@ def train(config: TrainConfig, log: Any = print) -> dict[str, Any]:
     val_a, _ = cached_arrays(Path(config.val_data), tok, None)
     log(f"prepared {len(train_a)} train / {len(val_a)} val examples in "
         f"{time.perf_counter() - t0:.0f} s")
-    model_cfg = MiniConfig(vocab_size=len(tok.vocab), use_regions=config.use_regions)
+    model_cfg = MiniConfig(vocab_size=len(tok.vocab), use_regions=config.use_regions,
+                           place_match=config.place_match)
     model = MiniRewardModel(model_cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     items = np.unique(train_a.item)
