@@ -74,10 +74,10 @@ class Services:
             )
         return text
 
-    def inspect(
-        self, source: Any, edited: Any, instruction: str | None, backend: str | None = None
-    ) -> Inspection:
-        """Judge one edit and keep the aligned images and pixel evidence for display."""
+    def _run(
+        self, source: Any, edited: Any, instruction: str | None, backend: str | None
+    ) -> tuple[Judgment, Image.Image, Image.Image, PixelEvidence]:
+        """Load, propose regions, judge: (judgment, source, edited as given, evidence)."""
         text = self.check_instruction(instruction)
         t0 = time.perf_counter()
         src = self.load(source, "source image")
@@ -96,13 +96,20 @@ class Services:
                 error=f"{type(err).__name__}: {err}",
             )
         t2 = time.perf_counter()
-        judgment = _with_frame_info(judgment, src, edt, t1 - t0, t2 - t1)
+        return _with_frame_info(judgment, src, edt, t1 - t0, t2 - t1), src, edt, evidence
+
+    def inspect(
+        self, source: Any, edited: Any, instruction: str | None, backend: str | None = None
+    ) -> Inspection:
+        """Judge one edit and keep the aligned images and pixel evidence for display."""
+        judgment, src, edt, evidence = self._run(source, edited, instruction, backend)
         return Inspection(judgment, src, align_to_source(src.size, edt), evidence)
 
     def judge(
         self, source: Any, edited: Any, instruction: str | None, backend: str | None = None
     ) -> Judgment:
-        return self.inspect(source, edited, instruction, backend).judgment
+        """Judge one edit (no display work: what bench and the CLI call per candidate)."""
+        return self._run(source, edited, instruction, backend)[0]
 
 
 def _with_frame_info(
