@@ -27,7 +27,7 @@ from safetensors.torch import load_file
 
 from ..errors import ConfigError
 from ..judgment import AttentionSummary, Judgment, Mask, Region
-from ..mini.features import SIZE, Features, Tokenizer, prepare
+from ..mini.features import PAD, SIZE, UNK, Features, Tokenizer, prepare
 from ..mini.model import MiniConfig, MiniRewardModel, box_masks
 from ..reasoning import compose_reasoning
 from ..regions import PixelEvidence
@@ -43,6 +43,11 @@ def _thing(color: int, shape: int) -> str | None:
     if c is None or s is None:
         return None
     return f"{c} {s}"
+
+
+def _n_words(tokens: torch.Tensor) -> int:
+    """Word positions of one instruction (at least one: the model always attends from one)."""
+    return max(1, int((tokens != PAD).sum()))
 
 
 def _entropy(p: np.ndarray) -> float:
@@ -78,9 +83,11 @@ class MiniBackend:
             return torch.from_numpy(np.stack([getattr(f, name) for f in feats]))
 
         tokens = torch.tensor([self.tokenizer.encode(t) for t in instructions])
-        return self.model(stack("source").to(f32) / 255, stack("edited").to(f32) / 255,
-                          stack("heat").to(f32) / 255, stack("boxes"), stack("valid"),
-                          stack("stats"), tokens)
+        out = self.model(stack("source").to(f32) / 255, stack("edited").to(f32) / 255,
+                         stack("heat").to(f32) / 255, stack("boxes"), stack("valid"),
+                         stack("stats"), tokens)
+        # The word ids are read again for the unknown-word count and the attention rows.
+        return {**out, "tokens": tokens}
 
     def judge_many(self, triples: Sequence[tuple[Image.Image, Image.Image, str]],
                    evidences: Sequence[PixelEvidence | None] | None = None) -> list[Judgment]:
@@ -92,7 +99,7 @@ class MiniBackend:
         out = self._forward(feats, [t for _, _, t in triples])
         t2 = time.perf_counter()
         per = (t2 - t1) * 1e3 / len(triples)
-        return [self._judgment(out, k, feats[k], triples[k][2],
+        return [self._judgment(out, k, feats[k],
                                {"evidence": round((t1 - t0) * 1e3 / len(triples), 2),
                                 "model": round(per, 2)})
                 for k in range(len(triples))]
@@ -107,15 +114,15 @@ class MiniBackend:
         source (index 0) and edited (index 1) patches, averaged over the words."""
         f = prepare(source, edited)
         out = self._forward([f], [instruction])
-        n_words = max(1, sum(t != 0 for t in self.tokenizer.encode(instruction)))
+        n_words = _n_words(out["tokens"][0])
         grid = SIZE // 8
         maps = [w[0, :, :n_words].mean(1).reshape(-1, 2, grid, grid).numpy()
                 for w in out["attention"]]
         return np.stack(maps)
 
     # -- composing the judgment from the outputs ---------------------------------------
-    def _judgment(self, out: dict, k: int, f: Features, instruction: str,
-                  timings: dict[str, float]) -> Judgment:
+    def _judgment(self, out: dict, k: int, f: Features, timings: dict[str, float]
+                  ) -> Judgment:
         sc = tuple(round(float(v), 3) for v in out["sc"][k])
         pq = tuple(round(float(v), 3) for v in out["pq"][k])
         match = torch.sigmoid(out["match"][k]).numpy()
@@ -155,17 +162,13 @@ class MiniBackend:
             pq_reasoning=(f"Naturalness {pq[0]:.1f}/25 and artifacts {pq[1]:.1f}/25, predicted "
                           "from both images' features inside and outside the regions."),
             backend=self.name, backend_version=self.version, timings_ms=timings,
-            attention=self._attention_summary(out, k, f, instruction),
+            attention=self._attention_summary(out, k, f),
             meta={"instruction_read": True,
-                  "unknown_words": self._unknown(instruction)},
+                  "unknown_words": int((out["tokens"][k] == UNK).sum())},
         )
 
-    def _unknown(self, instruction: str) -> int:
-        return sum(t == 1 for t in self.tokenizer.encode(instruction))
-
-    def _attention_summary(self, out: dict, k: int, f: Features, instruction: str
-                           ) -> AttentionSummary:
-        n_words = max(1, sum(t != 0 for t in self.tokenizer.encode(instruction)))
+    def _attention_summary(self, out: dict, k: int, f: Features) -> AttentionSummary:
+        n_words = _n_words(out["tokens"][k])
         # (layers, heads, words, 2P) -> one distribution over the 2P patches
         w = torch.stack([a[k, :, :n_words] for a in out["attention"]]).mean((0, 1, 2)).numpy()
         p = len(w) // 2

@@ -51,13 +51,13 @@ class Arrays:
     match: np.ndarray  # (N, R) float32 (IGNORE where no ground-truth region overlaps)
     item: np.ndarray  # (N,) int64
     flaw: np.ndarray  # (N,) str
-    slots: np.ndarray | None = None  # (N, 7) int64: what the instruction asks (model.SLOTS)
+    slots: np.ndarray  # (N, 7) int64: what the instruction asks (model.SLOTS)
 
     def __len__(self) -> int:
         return len(self.item)
 
     def save(self, path: Path) -> None:
-        np.savez(path, **{k: v for k, v in self.__dict__.items() if v is not None})
+        np.savez(path, **self.__dict__)
 
     @classmethod
     def load(cls, path: Path) -> Arrays:
@@ -149,7 +149,7 @@ def build_arrays(dataset: Path, tokenizer: Tokenizer | None = None, limit: int |
         tokens=np.array([tokenizer.encode(r["instruction"]) for r in rows], np.int64),
         item=np.array([r["item"] for r in rows], np.int64),
         flaw=np.array([r["flaw"] for r in rows]),
+        slots=item_slots(dataset, limit)[[r["item"] for r in rows]],
     )
-    arrays.slots = item_slots(dataset, limit)[arrays.item]
     assert arrays.source.shape[1:] == (3, SIZE, SIZE) and arrays.tokens.shape[1] == MAX_TOKENS
     return arrays, tokenizer

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from ..errors import ConfigError
-from .data import IGNORE, Arrays, build_arrays, item_slots
+from .data import IGNORE, Arrays, build_arrays
 from .features import Tokenizer
 from .model import SLOTS, MiniConfig, MiniRewardModel
 
@@ -67,6 +67,9 @@ class TrainConfig:
         return cls(**data)
 
 
+CACHE_FORMAT = 2  # bump when Arrays gains or changes a field, so old caches are rebuilt
+
+
 def cached_arrays(dataset: Path, tok: Tokenizer | None, limit: int | None
                   ) -> tuple[Arrays, Tokenizer]:
     """Prepared arrays, cached beside the dataset (preparing runs pixel evidence on
@@ -74,14 +77,11 @@ def cached_arrays(dataset: Path, tok: Tokenizer | None, limit: int | None
     the limit or the vocabulary changes."""
     vocab_tag = ("own" if tok is None
                  else hashlib.sha1("\n".join(tok.vocab).encode()).hexdigest()[:8])
-    tag = f"{limit or 'all'}-{vocab_tag}"
+    tag = f"v{CACHE_FORMAT}-{limit or 'all'}-{vocab_tag}"
     cache = dataset.with_name(f"{dataset.stem}.mini-{tag}.npz")
     vocab = cache.with_suffix(".vocab.json")
     if cache.exists() and cache.stat().st_mtime > dataset.stat().st_mtime and vocab.exists():
-        arrays = Arrays.load(cache)
-        if arrays.slots is None:  # caches written before the slot targets existed
-            arrays.slots = item_slots(dataset, limit)[arrays.item]
-        return arrays, Tokenizer.load(vocab)
+        return Arrays.load(cache), Tokenizer.load(vocab)
     arrays, tok = build_arrays(dataset, tokenizer=tok, limit=limit)
     arrays.save(cache)
     tok.save(vocab)
@@ -103,7 +103,7 @@ def tensors(a: Arrays, idx: np.ndarray) -> dict[str, torch.Tensor]:
         "overall": torch.from_numpy(a.overall[idx]),
         "facts": torch.from_numpy(a.facts[idx]), "match": torch.from_numpy(a.match[idx]),
         "item": torch.from_numpy(a.item[idx]),
-        **({} if a.slots is None else {"slots": torch.from_numpy(a.slots[idx])}),
+        "slots": torch.from_numpy(a.slots[idx]),
     }
 
 
@@ -140,11 +140,10 @@ def losses(out: dict[str, Any], batch: dict[str, torch.Tensor]) -> dict[str, tor
     known = m != IGNORE
     match = (F.binary_cross_entropy_with_logits(out["match"][known], m[known])
              if known.any() else pred.sum() * 0)
-    slots = pred.sum() * 0
-    if "slots" in batch:  # reading the instruction: one cross-entropy per slot
-        parts = out["slots"].split(list(SLOTS.values()), -1)
-        slots = torch.stack([F.cross_entropy(p, batch["slots"][:, k])
-                             for k, p in enumerate(parts)]).sum()
+    # Reading the instruction: one cross-entropy per slot.
+    parts = out["slots"].split(list(SLOTS.values()), -1)
+    slots = torch.stack([F.cross_entropy(p, batch["slots"][:, k])
+                         for k, p in enumerate(parts)]).sum()
     return {"regression": reg, "rank": rank, "facts": torch.as_tensor(fact), "match": match,
             "slots": slots}
 

@@ -30,7 +30,7 @@ from . import rubric
 from .degrade import jpeg, reencode
 from .edits import APPLICABLE, Candidate, Editor, EditTask, random_task
 from .language import COLORS, POSITIONS, phrase
-from .render import TRUE_DELTA_E, rgb_to_lab
+from .render import TRUE_DELTA_E, mask_box, rgb_to_lab
 from .scenes import PHOTOS, Scene, _photo, make_scene
 
 SPLITS = {"train": 0, "val": 1, "test": 2, "hard": 3}
@@ -62,17 +62,6 @@ def item_rng(split: str, seed: int, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([SPLITS[split], seed, index]))
 
 
-def _boxes(changed: np.ndarray, mask: np.ndarray) -> list[int] | None:
-    """Bounding box (0..1000, source frame) of changed pixels inside ``mask``."""
-    hit = changed & mask
-    if not hit.any():
-        return None
-    h, w = hit.shape
-    ys, xs = np.nonzero(hit)
-    return [int(xs.min() * 1000 // w), int(ys.min() * 1000 // h),
-            int(-(-(xs.max() + 1) * 1000 // w)), int(-(-(ys.max() + 1) * 1000 // h))]
-
-
 def describe(source_lab: np.ndarray, cand: Candidate, target_footprint: np.ndarray
              ) -> dict[str, Any]:
     """Ground truth of one candidate: flaw, sc/pq targets, changed regions with facts."""
@@ -82,9 +71,9 @@ def describe(source_lab: np.ndarray, cand: Candidate, target_footprint: np.ndarr
     sc, pq = rubric.targets(cand.flaw, outside)
     regions = []
     for ch in cand.changes:
-        box = _boxes(changed, ch["mask"])
+        box = mask_box(changed & ch["mask"])  # the changed pixels this change touched
         if box is not None:
-            regions.append({"bbox_2d": box, "role": ch["role"], "before": ch["before"],
+            regions.append({"bbox_2d": list(box), "role": ch["role"], "before": ch["before"],
                             "after": ch["after"]})
     return {"flaw": cand.flaw, "sc": list(sc), "pq": list(pq),
             "overall": rubric.overall(sc, pq), "regions": regions,
@@ -137,8 +126,8 @@ def make_item(split: str, seed: int, index: int, group_size: int
         img, ops = reencode(c.image, rng)  # at least one degradation, every time
         t["degradation"] = ops
         images.append(img)
-    target_regions = [r["bbox_2d"] for r in truth[int(np.argmin(order))]["regions"]
-                      if r["role"] == "target"]
+    correct = truth[list(order).index(0)]  # the correct edit was candidate 0 before shuffling
+    target_regions = [r["bbox_2d"] for r in correct["regions"] if r["role"] == "target"]
     item = {
         "id": f"{split}-{seed}-{index:06d}",
         "instruction": words.text,

@@ -72,16 +72,24 @@ def delta_e(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.linalg.norm(rgb_to_lab(a) - rgb_to_lab(b), axis=2)
 
 
+def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """Bounding box (0..1000, rounded outwards) of the True pixels of a (h, w) mask.
+
+    >>> mask_box(np.eye(4, dtype=bool)[:2])
+    (0, 0, 500, 1000)
+    """
+    if not mask.any():
+        return None
+    h, w = mask.shape
+    ys, xs = np.nonzero(mask)
+    return (int(np.floor(xs.min() * 1000 / w)), int(np.floor(ys.min() * 1000 / h)),
+            int(np.ceil((xs.max() + 1) * 1000 / w)), int(np.ceil((ys.max() + 1) * 1000 / h)))
+
+
 def true_box(source: np.ndarray, edited: np.ndarray,
              threshold: float = TRUE_DELTA_E) -> tuple[int, int, int, int] | None:
     """Bounding box (0..1000) of pixels changed by more than ``threshold``."""
-    changed = delta_e(source, edited) > threshold
-    if not changed.any():
-        return None
-    h, w = changed.shape
-    ys, xs = np.nonzero(changed)
-    return (int(np.floor(xs.min() * 1000 / w)), int(np.floor(ys.min() * 1000 / h)),
-            int(np.ceil((xs.max() + 1) * 1000 / w)), int(np.ceil((ys.max() + 1) * 1000 / h)))
+    return mask_box(delta_e(source, edited) > threshold)
 
 
 # ---------------------------------------------------------------- backgrounds
