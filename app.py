@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from spatialreward.config import StudioConfig
 from spatialreward.errors import StudioError
@@ -19,7 +20,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="SpatialReward Studio web app")
     p.add_argument("--host", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, help="HTTP port (default 7860, or $PORT)")
-    p.add_argument("--backend", help="default backend spec (default: pixel)")
+    p.add_argument("--backend", help="default backend spec (default: mini)")
+    p.add_argument("--db", help="judgment store file (default data/studio.db, or $STUDIO_DB)")
     p.add_argument("--share", action="store_true", default=None,
                    help="also publish a public gradio.live link (off by default)")
     return p.parse_args(argv)
@@ -29,7 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         config = StudioConfig.from_env(
-            host=args.host, port=args.port, backend=args.backend, share=args.share
+            host=args.host, port=args.port, backend=args.backend, share=args.share,
+            db=Path(args.db) if args.db else None,
         )
     except StudioError as err:
         print(f"error: {err}", file=sys.stderr)

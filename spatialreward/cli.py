@@ -79,7 +79,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
     from .synth.generate import SynthConfig, generate
 
     config = SynthConfig(out=Path(args.out), n=args.n, seed=args.seed, split=args.split,
-                         group_size=args.groups or 2, workers=args.workers)
+                         group_size=args.groups or 2, workers=args.workers,
+                         hard_scenes=args.hard_scenes)
     summary = generate(config, progress=not args.no_progress)
     print(f"wrote {summary['items']} items to {summary['out']}/pairs.jsonl in "
           f"{summary['seconds']} s ({summary['items_per_second']} items/s)")
@@ -144,12 +145,19 @@ def build_parser() -> argparse.ArgumentParser:
                       help="correct edit vs one flawed edit per item (the default)")
     mode.add_argument("--groups", type=int, metavar="K",
                       help="K candidates per item (correct + K-1 flaws) with a ranking")
+    synth.add_argument("--hard-scenes", action="store_true",
+                       help="draw the hard split's small, low-contrast scenes under this "
+                       "split's seeds and phrasings (training data for hard cases)")
     synth.add_argument("--workers", type=int, default=0,
                        help="worker processes (default: one per CPU core)")
     synth.add_argument("--no-progress", action="store_true", help="no progress bar")
     synth.set_defaults(func=cmd_synth)
 
     add_bench_parser(sub)
+
+    from storage.command import add_parser as add_db_parser
+
+    add_db_parser(sub)
 
     train_reward = sub.add_parser(
         "train-reward",

@@ -31,6 +31,10 @@ class StudioConfig:
         default="mini",
         metadata={"help": "default reward-model backend spec: 'mini' (embedded model) or 'pixel'"},
     )
+    db: Path = field(
+        default=Path("data/studio.db"),
+        metadata={"help": "the judgment store (SQLite); images are kept beside it in images/"},
+    )
     max_pixels: int = field(
         default=DEFAULT_MAX_PIXELS,
         metadata={"help": "largest accepted image, in pixels (decompression-bomb guard)"},

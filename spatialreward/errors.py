@@ -46,3 +46,27 @@ class UnknownBackendError(StudioError):
 
 class UnsafePathError(StudioError):
     """A path taken from a data file points outside the folder it must stay in."""
+
+
+class StoreError(StudioError):
+    """The judgment store refused a request; nothing was written."""
+
+
+class UnknownItemError(StoreError):
+    """An item, candidate, run or judgment id that the store does not hold."""
+
+
+class UnknownAnnotatorError(StoreError):
+    """An annotator name that is not registered (add it with ``Store.add_annotator``)."""
+
+
+class InvalidJudgmentError(StoreError):
+    """A human judgment is malformed: a bad preference, score, region or time."""
+
+
+class NotYourJudgmentError(StoreError):
+    """An annotator tried to edit or undo another annotator's judgment."""
+
+
+class DataImportError(StoreError):
+    """An import file is malformed; the import wrote nothing."""

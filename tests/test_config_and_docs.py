@@ -56,6 +56,14 @@ def test_every_cli_command_is_in_the_readme():
         assert f"python -m spatialreward {name}" in README, f"README lacks the `{name}` command"
 
 
+def test_every_db_action_is_in_the_readme():
+    commands = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    actions = commands["db"]._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    assert {"stats", "import", "export", "backup", "integrity"} <= set(actions)
+    for name in actions:
+        assert f"python -m spatialreward db {name}" in README, f"README lacks `db {name}`"
+
+
 def test_every_setting_with_an_environment_variable_is_in_the_readme():
     for f in fields(StudioConfig):
         assert f"STUDIO_{f.name.upper()}" in README, f"README lacks STUDIO_{f.name.upper()}"

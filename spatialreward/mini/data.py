@@ -60,6 +60,17 @@ class Arrays:
         np.savez(path, **self.__dict__)
 
     @classmethod
+    def concat(cls, parts: list[Arrays]) -> Arrays:
+        """One set from several; item ids are renumbered so items stay apart."""
+        offset, items = 0, []
+        for a in parts:
+            items.append(a.item + offset)
+            offset += int(a.item.max()) + 1 if len(a) else 0
+        merged = {k: np.concatenate([getattr(a, k) for a in parts]) for k in parts[0].__dict__}
+        merged["item"] = np.concatenate(items)
+        return cls(**merged)
+
+    @classmethod
     def load(cls, path: Path) -> Arrays:
         with np.load(path, allow_pickle=False) as z:
             return cls(**{k: z[k] for k in z.files})

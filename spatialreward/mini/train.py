@@ -38,6 +38,8 @@ class TrainConfig:
     train_data: str = field(metadata={"help": "SynthEdit pairs.jsonl (train split)"})
     val_data: str = field(metadata={"help": "SynthEdit pairs.jsonl (val split)"})
     out: str = field(metadata={"help": "output folder for weights, config, curves"})
+    extra_train_data: list[str] = field(default_factory=list, metadata={
+        "help": "more pairs.jsonl files to train on (read with train_data's vocabulary)"})
     epochs: int = field(default=8, metadata={"help": "passes over the training items"})
     batch_items: int = field(default=24, metadata={"help": "items per batch (all candidates)"})
     lr: float = field(default=2e-3, metadata={"help": "peak AdamW learning rate"})
@@ -185,6 +187,9 @@ def train(config: TrainConfig, log: Any = print) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     train_a, tok = cached_arrays(Path(config.train_data), None, config.limit)
+    if config.extra_train_data:
+        train_a = Arrays.concat([train_a] + [cached_arrays(Path(p), tok, config.limit)[0]
+                                             for p in config.extra_train_data])
     val_a, _ = cached_arrays(Path(config.val_data), tok, None)
     log(f"prepared {len(train_a)} train / {len(val_a)} val examples in "
         f"{time.perf_counter() - t0:.0f} s")

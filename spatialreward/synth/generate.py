@@ -46,6 +46,8 @@ class SynthConfig:
     split: str = field(default="train", metadata={"help": "train | val | test | hard"})
     group_size: int = field(default=2, metadata={"help": "candidates per item (2 = pairs)"})
     workers: int = field(default=0, metadata={"help": "processes (0 = one per CPU core)"})
+    hard_scenes: bool = field(default=False, metadata={
+        "help": "small, low-contrast scenes like the hard split, with this split's phrasings"})
 
     def __post_init__(self) -> None:
         if self.split not in SPLITS:
@@ -92,11 +94,16 @@ def instruction_for(scene: Scene, task: EditTask, rng: np.random.Generator, spli
     )
 
 
-def make_item(split: str, seed: int, index: int, group_size: int
+def make_item(split: str, seed: int, index: int, group_size: int, hard_scenes: bool = False
               ) -> tuple[dict[str, Any], np.ndarray, list[np.ndarray]]:
-    """One item: (JSON dict without paths, source image, candidate images)."""
+    """One item: (JSON dict without paths, source image, candidate images).
+
+    ``hard_scenes`` draws the hard split's scenes (small, low-contrast objects, near
+    colours) under another split's stream and phrasings: training data that looks like
+    the hard split without sharing its seeds or its held-out phrasings."""
     rng = item_rng(split, seed, index)
-    scene = make_scene(rng, hard=split == "hard")
+    hard = split == "hard" or hard_scenes
+    scene = make_scene(rng, hard=hard)
     task = random_task(scene, rng)
     words = instruction_for(scene, task, rng, split)
     editor = Editor(scene, rng)
@@ -129,7 +136,7 @@ def make_item(split: str, seed: int, index: int, group_size: int
     correct = truth[list(order).index(0)]  # the correct edit was candidate 0 before shuffling
     target_regions = [r["bbox_2d"] for r in correct["regions"] if r["role"] == "target"]
     item = {
-        "id": f"{split}-{seed}-{index:06d}",
+        "id": f"{split}{'-hard' if hard and split != 'hard' else ''}-{seed}-{index:06d}",
         "instruction": words.text,
         "ranking": ranking_json,
         "category": task.op,
@@ -162,10 +169,10 @@ def _save_png(path: Path, img: np.ndarray) -> None:
     path.write_bytes(buf.tobytes())
 
 
-def _write_item(args: tuple[str, int, int, int, str]) -> str:
-    split, seed, index, group_size, out = args
+def _write_item(args: tuple[str, int, int, int, str, bool]) -> str:
+    split, seed, index, group_size, out, hard_scenes = args
     cv2.setNumThreads(1)  # one process per core already
-    item, source, images = make_item(split, seed, index, group_size)
+    item, source, images = make_item(split, seed, index, group_size, hard_scenes)
     folder = Path(out) / "images"
     _save_png(folder / f"{item['id']}_src.png", source)
     item["source"] = f"images/{item['id']}_src.png"
@@ -182,7 +189,8 @@ def generate(config: SynthConfig, progress: bool = True) -> dict[str, Any]:
     """Write the dataset; returns a summary (items, seconds, items per second)."""
     out = Path(config.out)
     (out / "images").mkdir(parents=True, exist_ok=True)
-    jobs = [(config.split, config.seed, i, config.group_size, str(out)) for i in range(config.n)]
+    jobs = [(config.split, config.seed, i, config.group_size, str(out), config.hard_scenes)
+            for i in range(config.n)]
     workers = config.workers or os.cpu_count() or 1
     start = time.perf_counter()
     with open(out / "pairs.jsonl", "w", encoding="utf-8") as fh:
@@ -193,7 +201,7 @@ def generate(config: SynthConfig, progress: bool = True) -> dict[str, Any]:
             "items_per_second": round(config.n / seconds, 1)}
 
 
-def _run(jobs: list[tuple[str, int, int, int, str]], workers: int, progress: bool
+def _run(jobs: list[tuple[str, int, int, int, str, bool]], workers: int, progress: bool
          ) -> Iterator[str]:
     from tqdm import tqdm
 

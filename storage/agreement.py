@@ -1,0 +1,221 @@
+"""Agreement between the model and people, and among people; the disagreement queue.
+
+Every human judgment becomes one nominal label: the preferred candidate's index, ``tie``
+(no single best) or ``both_bad``. An item's human majority is the label with the most
+current votes when it is unique. The model's label is the candidate with the highest
+``overall`` among its judgments of the item's candidates (the latest judgment of each
+candidate by the chosen backend).
+
+- model vs human: accuracy of the model's label against the human majority, over items
+  whose majority picks a candidate;
+- inter-annotator: Cohen's kappa (scikit-learn) for two annotators, Krippendorff's alpha
+  (the ``krippendorff`` package, nominal) for more;
+- the human ceiling: how often one person's label matches the majority of the others on
+  the same item (leave-one-out), the most a model can hope to agree with "the humans";
+- per annotator: judgments, agreement with the others' majority, accuracy on gold items
+  (items with a ground-truth ranking).
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+from collections import Counter, defaultdict
+from collections.abc import Mapping
+from typing import Any
+
+from .store import Store
+
+
+def majority(labels: Mapping[str, int]) -> str | None:
+    """The label with the most votes, or None when the top is shared (or no votes).
+
+    >>> majority({"0": 2, "1": 1}), majority({"0": 1, "1": 1}), majority({})
+    ('0', None, None)
+    """
+    best, best_n, shared = None, 0, False
+    for label, n in labels.items():
+        if n > best_n:
+            best, best_n, shared = label, n, False
+        elif n == best_n:
+            shared = True
+    return None if shared else best
+
+
+def _label(preferred: int | None, both_bad: int) -> str:
+    return "both_bad" if both_bad else ("tie" if preferred is None else str(preferred))
+
+
+def human_votes(store: Store) -> dict[int, dict[str, int]]:
+    """Current votes per item (label -> count), counted in SQL over ``human_current``
+    (one scan of a covering index)."""
+    with store._lock:
+        rows = store.db.conn.execute(
+            "SELECT item_id, preferred, both_bad, COUNT(*) FROM human_current "
+            "GROUP BY item_id, preferred, both_bad").fetchall()
+    votes: dict[int, dict[str, int]] = {}
+    for item_id, preferred, both_bad, n in rows:
+        labels = votes.setdefault(item_id, {})
+        label = _label(preferred, both_bad)
+        labels[label] = labels.get(label, 0) + n
+    return votes
+
+
+def default_backend(store: Store) -> str | None:
+    """The backend with the most stored judgments."""
+    row = store._one("SELECT backend, COUNT(*) AS n FROM model_judgments GROUP BY backend "
+                     "ORDER BY n DESC, backend LIMIT 1")
+    return None if row is None else str(row["backend"])
+
+
+def model_scores(store: Store, backend: str) -> dict[int, dict[int, float]]:
+    """item -> candidate -> overall, the latest judgment of each candidate by ``backend``
+    (only items whose every candidate is judged)."""
+    with store._lock:
+        # SQLite takes the bare columns of an aggregate query from the MAX(id) row.
+        rows = store.db.conn.execute(
+            "SELECT item_id, candidate, overall, MAX(id) FROM model_judgments "
+            "WHERE backend = ? AND overall IS NOT NULL GROUP BY item_id, candidate",
+            [backend]).fetchall()
+        sizes = dict(store.db.conn.execute("SELECT id, n_candidates FROM items").fetchall())
+    scores: dict[int, dict[int, float]] = defaultdict(dict)
+    for item_id, candidate, overall, _ in rows:
+        scores[item_id][candidate] = float(overall)
+    return {i: s for i, s in scores.items() if len(s) == sizes.get(i)}
+
+
+def model_label(scores: dict[int, float]) -> str:
+    """The candidate the model scores highest, or ``tie``."""
+    best = max(scores.values())
+    top = [k for k, v in scores.items() if v >= best - 1e-9]
+    return str(top[0]) if len(top) == 1 else "tie"
+
+
+def disagreement_queue(store: Store, backend: str | None = None, min_judgments: int = 2,
+                       limit: int | None = 100) -> dict[str, Any]:
+    """Items where the model's pick and the human majority differ, the most confident
+    model mistakes (largest margin between the model's pick and the humans' pick) first;
+    and items with fewer than ``min_judgments`` current judgments, fewest first."""
+    backend = backend or default_backend(store)
+    votes = human_votes(store)
+    scores = model_scores(store, backend) if backend else {}
+    found = []  # (-margin, item, model's top candidates, human pick, judgments)
+    for item_id, s in scores.items():
+        labels = votes.get(item_id)
+        if labels is None or (n := sum(labels.values())) < min_judgments:
+            continue
+        human = majority(labels)
+        if human is None or human == "tie" or human == "both_bad":
+            continue
+        h = int(human)
+        best = max(s.values())
+        tops = [k for k, v in s.items() if v >= best - 1e-9]
+        if tops != [h]:
+            found.append((s[h] - best, item_id, tops, h, n))
+    # Only the first ``limit`` rows are needed in order: a heap, not a full sort.
+    first = heapq.nsmallest(limit, found) if limit else sorted(found)
+    queue = [{"item_id": item_id, "model_pick": str(tops[0]) if len(tops) == 1 else "tie",
+              "human_pick": str(h), "margin": -neg, "votes": votes[item_id], "judgments": n}
+             for neg, item_id, tops, h, n in first]
+    with store._lock:
+        all_items = [r[0] for r in store.db.conn.execute("SELECT id FROM items ORDER BY id")]
+    totals = {i: sum(labels.values()) for i, labels in votes.items()}
+    few = sorted(({"item_id": i, "judgments": totals.get(i, 0)}
+                  for i in all_items if totals.get(i, 0) < min_judgments),
+                 key=lambda r: (r["judgments"], r["item_id"]))
+    return {"backend": backend, "disagreements": queue, "total_disagreements": len(found),
+            "needs_judgments": few[:limit] if limit else few,
+            "total_needing_judgments": len(few)}
+
+
+def _gold_label(truth_ranking: str | None) -> str | None:
+    if truth_ranking is None:
+        return None
+    first = json.loads(truth_ranking)[0]
+    if isinstance(first, list):
+        return str(first[0]) if len(first) == 1 else "tie"
+    return str(first)
+
+
+def agreement(store: Store, backend: str | None = None) -> dict[str, Any]:
+    """The agreement report (see the module docstring); ``None`` where there is too
+    little data to compute a figure."""
+    import krippendorff
+    import numpy as np
+    from sklearn.metrics import cohen_kappa_score
+
+    rows = store._all("SELECT h.item_id, a.name, h.preferred, h.both_bad, i.truth_ranking "
+                      "FROM current_human_judgments h JOIN annotators a ON a.id = h.annotator_id "
+                      "JOIN items i ON i.id = h.item_id ORDER BY h.id")
+    # label of each (annotator, item); an annotator has at most one current judgment of
+    # an item unless they judged it twice without editing: the latest one counts.
+    labels: dict[str, dict[int, str]] = defaultdict(dict)
+    gold: dict[int, str | None] = {}
+    for r in rows:
+        labels[r["name"]][r["item_id"]] = _label(r["preferred"], r["both_bad"])
+        gold[r["item_id"]] = _gold_label(r["truth_ranking"])
+    by_item: dict[int, dict[str, str]] = defaultdict(dict)
+    for name, its in labels.items():
+        for item_id, lab in its.items():
+            by_item[item_id][name] = lab
+
+    # Model vs human majority.
+    backend = backend or default_backend(store)
+    model = model_scores(store, backend) if backend else {}
+    hits = []
+    for item_id, who in by_item.items():
+        maj = majority(Counter(who.values()))
+        if maj is not None and maj not in ("tie", "both_bad") and item_id in model:
+            hits.append(model_label(model[item_id]) == maj)
+    model_vs_human = {"backend": backend, "items": len(hits),
+                      "accuracy": float(np.mean(hits)) if hits else None}
+
+    # Leave-one-out: each label against the majority of the others on that item.
+    loo: dict[str, list[bool]] = defaultdict(list)
+    for who in by_item.values():
+        for name, lab in who.items():
+            others = Counter(v for n, v in who.items() if n != name)
+            maj = majority(others)
+            if maj is not None:
+                loo[name].append(lab == maj)
+    all_loo = [x for v in loo.values() for x in v]
+    ceiling = {"judgments": len(all_loo),
+               "accuracy": float(np.mean(all_loo)) if all_loo else None}
+
+    # Inter-annotator agreement.
+    names = sorted(labels)
+    inter: dict[str, Any] = {"annotators": len(names), "method": None, "value": None,
+                             "items": 0}
+    if len(names) == 2:
+        a, b = names
+        shared = sorted(set(labels[a]) & set(labels[b]))
+        inter.update(method="cohen_kappa", items=len(shared))
+        if shared:
+            la = [labels[a][i] for i in shared]
+            lb = [labels[b][i] for i in shared]
+            # One label throughout: chance agreement is 1 and kappa is undefined.
+            if len(set(la) | set(lb)) > 1:
+                inter["value"] = float(cohen_kappa_score(la, lb))
+    elif len(names) > 2:
+        vocab = sorted({lab for its in labels.values() for lab in its.values()})
+        code = {lab: k for k, lab in enumerate(vocab)}
+        items = sorted(i for i, who in by_item.items() if len(who) >= 2)
+        inter.update(method="krippendorff_alpha", items=len(items))
+        if items and len(vocab) > 1:
+            data = np.full((len(names), len(items)), np.nan)
+            for row, name in enumerate(names):
+                for col, item_id in enumerate(items):
+                    if item_id in labels[name]:
+                        data[row, col] = code[labels[name][item_id]]
+            inter["value"] = float(krippendorff.alpha(reliability_data=data,
+                                                      level_of_measurement="nominal"))
+
+    per_annotator = []
+    for name in names:
+        g = [lab == gold[i] for i, lab in labels[name].items() if gold.get(i) is not None]
+        per_annotator.append({
+            "annotator": name, "judgments": len(labels[name]),
+            "agreement_with_others": float(np.mean(loo[name])) if loo[name] else None,
+            "gold_items": len(g), "gold_accuracy": float(np.mean(g)) if g else None})
+    return {"model_vs_human": model_vs_human, "inter_annotator": inter,
+            "human_ceiling": ceiling, "per_annotator": per_annotator}

@@ -1,0 +1,164 @@
+"""The store's schema, created and upgraded by sqlite-utils migrations.
+
+Each function below is one migration, applied once, in order, inside a transaction
+together with its record in ``_sqlite_migrations``. Never edit a migration that has
+shipped: add a new one. The tables are described in ``docs/store.md``.
+"""
+
+from __future__ import annotations
+
+from sqlite_utils import Database, Migrations
+
+migrations = Migrations("spatialreward-studio")
+
+SCHEMA_VERSION = 1  # number of migrations below; `db stats` reports the applied count
+
+
+@migrations()
+def m001_initial(db: Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE images (
+            sha256 TEXT PRIMARY KEY,          -- of the file's bytes
+            path TEXT NOT NULL,               -- relative to the data folder
+            format TEXT NOT NULL,             -- PNG, JPEG, WEBP, ...
+            width INTEGER NOT NULL,
+            height INTEGER NOT NULL,
+            bytes INTEGER NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE items (
+            id INTEGER PRIMARY KEY,
+            uid TEXT NOT NULL UNIQUE,         -- stable name: the origin id, or a content hash
+            instruction TEXT NOT NULL,
+            source_sha256 TEXT NOT NULL REFERENCES images(sha256),
+            n_candidates INTEGER NOT NULL,
+            category TEXT,
+            dimension TEXT NOT NULL DEFAULT 'overall',
+            truth_ranking TEXT,               -- JSON tie groups, best first; NULL: unknown
+            truth_regions TEXT,               -- JSON list of boxes (0..1000, source frame)
+            origin_dataset TEXT,
+            origin_file TEXT,
+            origin_id TEXT,
+            metadata TEXT NOT NULL DEFAULT '{}',
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE candidates (
+            item_id INTEGER NOT NULL REFERENCES items(id),
+            idx INTEGER NOT NULL,
+            image_sha256 TEXT NOT NULL REFERENCES images(sha256),
+            PRIMARY KEY (item_id, idx)
+        );
+        CREATE TABLE model_judgments (
+            id INTEGER PRIMARY KEY,
+            cache_key TEXT NOT NULL UNIQUE,   -- sha256(images, instruction, backend, version)
+            item_id INTEGER NOT NULL REFERENCES items(id),
+            candidate INTEGER NOT NULL,
+            backend TEXT NOT NULL,
+            backend_version TEXT NOT NULL,
+            status TEXT NOT NULL,
+            overall REAL,
+            semantic_consistency REAL,
+            perceptual_quality REAL,
+            prompt_following REAL,
+            consistency REAL,
+            n_regions INTEGER NOT NULL,
+            judgment TEXT NOT NULL,           -- the full Judgment JSON
+            latency_ms REAL,
+            created_at TEXT NOT NULL,
+            FOREIGN KEY (item_id, candidate) REFERENCES candidates(item_id, idx)
+        );
+        CREATE INDEX model_judgments_item ON model_judgments(item_id, backend, candidate);
+        -- Covering index for the disagreement queue: latest score per (item, candidate).
+        CREATE INDEX model_judgments_backend
+            ON model_judgments(backend, item_id, candidate, id, overall);
+        CREATE TABLE annotators (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            role TEXT NOT NULL CHECK (role IN ('annotator', 'researcher', 'admin')),
+            password_hash TEXT,               -- argon2id (argon2-cffi); NULL: no app login
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE human_judgments (
+            id INTEGER PRIMARY KEY,
+            item_id INTEGER NOT NULL REFERENCES items(id),
+            annotator_id INTEGER NOT NULL REFERENCES annotators(id),
+            kind TEXT NOT NULL CHECK (kind IN ('judgment', 'retraction')),
+            ranking TEXT,                     -- JSON tie groups, best first
+            preferred INTEGER,                -- the single best candidate; NULL: a tie at the top
+            both_bad INTEGER NOT NULL DEFAULT 0 CHECK (both_bad IN (0, 1)),
+            scores TEXT,                      -- JSON {candidate: {dimension: 0..10}}
+            regions TEXT,                     -- JSON [{candidate, bbox_2d, label}]
+            comment TEXT NOT NULL DEFAULT '',
+            seconds_spent REAL,
+            supersedes INTEGER UNIQUE REFERENCES human_judgments(id),
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX human_judgments_item ON human_judgments(item_id);
+        CREATE INDEX human_judgments_annotator ON human_judgments(annotator_id);
+        -- Append-only: history is never rewritten; an edit or undo is a new row.
+        CREATE TRIGGER human_judgments_no_update BEFORE UPDATE ON human_judgments
+        BEGIN SELECT RAISE(ABORT, 'human_judgments is append-only'); END;
+        CREATE TRIGGER human_judgments_no_delete BEFORE DELETE ON human_judgments
+        BEGIN SELECT RAISE(ABORT, 'human_judgments is append-only'); END;
+        CREATE TRIGGER human_judgments_own_rows BEFORE INSERT ON human_judgments
+        WHEN NEW.supersedes IS NOT NULL AND NOT EXISTS (
+            SELECT 1 FROM human_judgments
+            WHERE id = NEW.supersedes AND annotator_id = NEW.annotator_id
+              AND item_id = NEW.item_id)
+        BEGIN SELECT RAISE(ABORT, 'only your own judgment of this item can be superseded');
+        END;
+        -- The current judgments (rows nobody superseded, retractions excluded), kept by a
+        -- trigger so that vote counts do not scan the history. Derived data: it can be
+        -- rebuilt from human_judgments at any time.
+        CREATE TABLE human_current (
+            judgment_id INTEGER PRIMARY KEY REFERENCES human_judgments(id),
+            item_id INTEGER NOT NULL,
+            preferred INTEGER,
+            both_bad INTEGER NOT NULL
+        );
+        CREATE INDEX human_current_votes ON human_current(item_id, preferred, both_bad);
+        CREATE TRIGGER human_judgments_current AFTER INSERT ON human_judgments
+        BEGIN
+            DELETE FROM human_current WHERE judgment_id = NEW.supersedes;
+            INSERT INTO human_current (judgment_id, item_id, preferred, both_bad)
+                SELECT NEW.id, NEW.item_id, NEW.preferred, NEW.both_bad
+                WHERE NEW.kind = 'judgment';
+        END;
+        CREATE VIEW current_human_judgments AS
+            SELECT h.* FROM human_judgments h JOIN human_current c ON c.judgment_id = h.id;
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL CHECK (kind IN ('bench', 'rl')),
+            name TEXT NOT NULL,
+            config TEXT NOT NULL,             -- JSON
+            status TEXT NOT NULL CHECK (status IN
+                ('queued', 'running', 'done', 'failed', 'cancelled')),
+            pid INTEGER,
+            out_dir TEXT,
+            error TEXT,
+            created_at TEXT NOT NULL,
+            started_at TEXT,
+            finished_at TEXT
+        );
+        CREATE TABLE metrics (
+            run_id INTEGER NOT NULL REFERENCES runs(id),
+            step INTEGER NOT NULL,
+            key TEXT NOT NULL,
+            value REAL NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX metrics_run ON metrics(run_id, key, step);
+        CREATE TABLE rl_samples (
+            id INTEGER PRIMARY KEY,
+            run_id INTEGER NOT NULL REFERENCES runs(id),
+            step INTEGER NOT NULL,
+            instruction TEXT NOT NULL,
+            source_sha256 TEXT REFERENCES images(sha256),
+            images TEXT NOT NULL,             -- JSON list of image sha256
+            rewards TEXT NOT NULL,            -- JSON list, one per image
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX rl_samples_run ON rl_samples(run_id, step);
+        """
+    )

@@ -1,0 +1,730 @@
+"""The judgment store: items, images, model and human judgments, runs, over SQLite.
+
+A :class:`Store` wraps a ``sqlite_utils.Database`` that the caller passes in (or
+:meth:`Store.open` makes one from a path, ``data/studio.db`` by default). Opening a store
+applies pending migrations (:mod:`storage.schema`), turns on WAL, a busy timeout and
+foreign keys.
+
+Concurrency: one ``Store`` may be shared by threads (the app's request handlers); its
+writes are serialised by a lock and each runs in ``BEGIN IMMEDIATE``, so a writer waits
+for the database lock up front (busy timeout, then retries) instead of failing half way.
+Other processes open their own ``Store`` on the same file.
+
+Human judgments are append-only (triggers refuse UPDATE and DELETE): an edit is a new
+row that ``supersedes`` the old one, an undo is a ``retraction`` row that supersedes
+it. ``current_human_judgments`` is the view of rows nobody superseded.
+
+>>> import sqlite_utils
+>>> store = Store(sqlite_utils.Database(memory=True), data_dir=None)
+>>> store.schema_version
+1
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import io
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database
+
+from spatialreward.errors import (
+    InvalidJudgmentError,
+    NotYourJudgmentError,
+    StoreError,
+    UnknownAnnotatorError,
+    UnknownItemError,
+)
+from spatialreward.judgment import Judgment
+
+from .pairs import Ranking, parse_ranking, ranking_to_json
+from .paths import resolve_inside
+from .schema import migrations
+
+DEFAULT_DB = Path("data/studio.db")
+ROLES = ("annotator", "researcher", "admin")
+SCORE_DIMENSIONS = ("instruction", "preservation", "quality", "overall")
+"""Per-candidate human scores, each 0..10."""
+RUN_KINDS = ("bench", "rl")
+RUN_STATUSES = ("queued", "running", "done", "failed", "cancelled")
+BUSY_TIMEOUT_MS = 5_000
+LOCK_RETRIES = 20  # after the busy timeout; a writer gives up only after ~2 minutes
+
+
+def now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
+
+
+def image_sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class HumanJudgment:
+    """One row of ``human_judgments`` with its JSON decoded."""
+
+    id: int
+    item_id: int
+    annotator: str
+    kind: str
+    ranking: Ranking | None
+    preferred: int | None
+    both_bad: bool
+    scores: dict[int, dict[str, float]] | None
+    regions: list[dict[str, Any]] | None
+    comment: str
+    seconds_spent: float | None
+    supersedes: int | None
+    created_at: str
+
+    @property
+    def label(self) -> str:
+        """The preference as one nominal label (agreement metrics): the preferred
+        candidate's index, ``tie`` or ``both_bad``."""
+        if self.both_bad:
+            return "both_bad"
+        return "tie" if self.preferred is None else str(self.preferred)
+
+
+class Store:
+    """The judgment store over ``db``; images live under ``data_dir/images``."""
+
+    def __init__(self, db: Database, data_dir: str | os.PathLike[str] | None = None) -> None:
+        self.db = db
+        self.data_dir = Path(data_dir) if data_dir is not None else None
+        self._lock = threading.RLock()
+        conn = db.conn
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        if not db.memory:
+            db.enable_wal()
+            # WAL + NORMAL: a commit survives the process being killed (it is in the
+            # WAL file); only an OS crash or power cut can lose the last commits.
+            conn.execute("PRAGMA synchronous = NORMAL")
+        with self.write():
+            migrations.apply(db)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str] = DEFAULT_DB) -> Store:
+        """The store in the file ``path`` (created with its folder if missing); images
+        go beside it in ``<folder>/images``."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
+        return cls(Database(conn), data_dir=path.parent)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def schema_version(self) -> int:
+        return len(migrations.applied(self.db))
+
+    # -- transactions -------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Database]:
+        """One write transaction (``BEGIN IMMEDIATE``), serialised across threads.
+
+        Nested calls join the outer transaction. A lock held by another process is
+        waited out (busy timeout, then retries), never reported to the caller."""
+        with self._lock:
+            conn = self.db.conn
+            if conn.in_transaction:
+                yield self.db
+                return
+            for attempt in range(LOCK_RETRIES + 1):
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    break
+                except sqlite3.OperationalError as err:
+                    if "locked" not in str(err) or attempt == LOCK_RETRIES:
+                        raise
+                    time.sleep(min(0.05 * 2**attempt, 1.0))
+            try:
+                yield self.db
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            else:
+                conn.execute("COMMIT")
+
+    def _one(self, sql: str, params: Sequence[Any] = ()) -> dict[str, Any] | None:
+        with self._lock:
+            rows = list(self.db.query(sql, params))
+        return rows[0] if rows else None
+
+    def _all(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self.db.query(sql, params))
+
+    # -- images -------------------------------------------------------------------
+
+    def put_image(self, image: Any) -> str:
+        """Store an image once, by the SHA-256 of its bytes; returns the hash.
+
+        ``image``: encoded bytes, a path, or anything :func:`spatialreward.images.load_image`
+        reads (a PIL image or an array is stored as PNG). The bytes are checked to be an
+        image within the size caps first."""
+        from PIL import Image
+
+        from spatialreward.images import load_image
+
+        if isinstance(image, (bytes, bytearray)):
+            data = bytes(image)
+        elif isinstance(image, (str, os.PathLike)):
+            data = Path(image).read_bytes()
+        else:
+            buf = io.BytesIO()
+            load_image(image).save(buf, format="PNG")
+            data = buf.getvalue()
+        rgb = load_image(data)  # raises a named ImageError on anything unusable
+        with Image.open(io.BytesIO(data)) as im:
+            fmt = (im.format or "PNG").upper()
+        sha = image_sha256(data)
+        if self._one("SELECT 1 AS x FROM images WHERE sha256 = ?", [sha]) is not None:
+            return sha
+        rel = f"images/{sha[:2]}/{sha}.{fmt.lower()}"
+        if self.data_dir is not None:
+            target = self.data_dir / rel
+            if not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}")
+                tmp.write_bytes(data)
+                os.replace(tmp, target)  # readers never see half a file
+        else:
+            self._memory_images[sha] = data
+        with self.write() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO images (sha256, path, format, width, height, bytes, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [sha, rel, fmt, rgb.width, rgb.height, len(data), now()],
+            )
+        return sha
+
+    @property
+    def _memory_images(self) -> dict[str, bytes]:
+        # An in-memory store (tests, doctests) keeps image bytes in memory too.
+        if not hasattr(self, "_mem"):
+            self._mem: dict[str, bytes] = {}
+        return self._mem
+
+    def image_bytes(self, sha: str) -> bytes:
+        row = self._one("SELECT path FROM images WHERE sha256 = ?", [sha])
+        if row is None:
+            raise UnknownItemError(f"no image {sha} in the store")
+        if self.data_dir is None:
+            return self._memory_images[sha]
+        return resolve_inside(self.data_dir, row["path"]).read_bytes()
+
+    def image_path(self, sha: str) -> Path:
+        row = self._one("SELECT path FROM images WHERE sha256 = ?", [sha])
+        if row is None or self.data_dir is None:
+            raise UnknownItemError(f"no image file {sha} in the store")
+        return resolve_inside(self.data_dir, row["path"])
+
+    # -- items --------------------------------------------------------------------
+
+    def add_item(self, instruction: str, source: Any, candidates: Sequence[Any], *,
+                 uid: str | None = None, category: str | None = None,
+                 dimension: str = "overall", truth_ranking: Any = None,
+                 truth_regions: Sequence[Sequence[int]] | None = None,
+                 origin_dataset: str | None = None, origin_file: str | None = None,
+                 origin_id: str | None = None, metadata: Mapping[str, Any] | None = None
+                 ) -> int:
+        """Add an item (or return the id of the item with the same ``uid``)."""
+        instruction = (instruction or "").strip()
+        if not instruction:
+            raise InvalidJudgmentError("an item needs a non-empty instruction")
+        if not candidates:
+            raise InvalidJudgmentError("an item needs at least one candidate image")
+        ranking = (None if truth_ranking is None
+                   else _ranking(truth_ranking, len(candidates)))
+        src = self.put_image(source)
+        cands = [self.put_image(c) for c in candidates]
+        if uid is None:
+            uid = origin_id or "sha256:" + hashlib.sha256(
+                "\n".join([instruction, src, *cands]).encode()).hexdigest()[:24]
+        with self.write() as db:
+            row = self._one("SELECT id FROM items WHERE uid = ?", [uid])
+            if row is not None:
+                return int(row["id"])
+            cur = db.execute(
+                "INSERT INTO items (uid, instruction, source_sha256, n_candidates, category, "
+                "dimension, truth_ranking, truth_regions, origin_dataset, origin_file, "
+                "origin_id, metadata, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                [uid, instruction, src, len(cands), category, dimension,
+                 None if ranking is None else json.dumps(ranking_to_json(ranking)),
+                 None if truth_regions is None else json.dumps([list(b) for b in truth_regions]),
+                 origin_dataset, origin_file, origin_id, json.dumps(dict(metadata or {})), now()],
+            )
+            item_id = int(cur.lastrowid or 0)
+            db.conn.executemany(
+                "INSERT INTO candidates (item_id, idx, image_sha256) VALUES (?, ?, ?)",
+                [(item_id, k, sha) for k, sha in enumerate(cands)])
+        return item_id
+
+    def item(self, item_id: int) -> dict[str, Any]:
+        row = self._one("SELECT * FROM items WHERE id = ?", [item_id])
+        if row is None:
+            raise UnknownItemError(f"no item {item_id} in the store")
+        row["candidates"] = [r["image_sha256"] for r in self._all(
+            "SELECT image_sha256 FROM candidates WHERE item_id = ? ORDER BY idx", [item_id])]
+        for key in ("truth_ranking", "truth_regions", "metadata"):
+            row[key] = None if row[key] is None else json.loads(row[key])
+        return row
+
+    def item_ids(self) -> list[int]:
+        return [int(r["id"]) for r in self._all("SELECT id FROM items ORDER BY id")]
+
+    def item_by_uid(self, uid: str) -> int:
+        row = self._one("SELECT id FROM items WHERE uid = ?", [uid])
+        if row is None:
+            raise UnknownItemError(f"no item {uid!r} in the store")
+        return int(row["id"])
+
+    # -- model judgments ----------------------------------------------------------
+
+    def cache_key(self, item_id: int, candidate: int, backend: str, version: str) -> str:
+        item = self.item(item_id)
+        if not 0 <= candidate < item["n_candidates"]:
+            raise UnknownItemError(f"item {item_id} has no candidate {candidate}")
+        parts = [item["source_sha256"], item["candidates"][candidate], item["instruction"],
+                 backend, version]
+        return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+
+    def cached_judgment(self, item_id: int, candidate: int, backend: str, version: str
+                        ) -> Judgment | None:
+        """The stored judgment of this candidate by this backend version, if any."""
+        row = self._one("SELECT judgment FROM model_judgments WHERE cache_key = ?",
+                        [self.cache_key(item_id, candidate, backend, version)])
+        return None if row is None else Judgment.from_dict(json.loads(row["judgment"]))
+
+    def add_model_judgment(self, item_id: int, candidate: int, judgment: Judgment,
+                           latency_ms: float | None = None, created_at: str | None = None
+                           ) -> int:
+        """Store a model judgment (once per cache key; a repeat returns the stored id).
+        ``created_at`` (ISO time) is for imports that keep the original time."""
+        key = self.cache_key(item_id, candidate, judgment.backend, judgment.backend_version)
+        with self.write() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO model_judgments (cache_key, item_id, candidate, backend, "
+                "backend_version, status, overall, semantic_consistency, perceptual_quality, "
+                "prompt_following, consistency, n_regions, judgment, latency_ms, created_at) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                [key, item_id, candidate, judgment.backend, judgment.backend_version,
+                 judgment.status, judgment.overall, judgment.semantic_consistency,
+                 judgment.perceptual_quality, judgment.prompt_following, judgment.consistency,
+                 len(judgment.regions), json.dumps(judgment.to_dict()), latency_ms,
+                 created_at or now()])
+            row = self._one("SELECT id FROM model_judgments WHERE cache_key = ?", [key])
+        assert row is not None
+        return int(row["id"])
+
+    def judge_item(self, item_id: int, backend: Any) -> list[Judgment]:
+        """Judge every candidate of an item with ``backend``, reusing stored judgments
+        of the same backend version."""
+        from spatialreward.images import load_image
+
+        item = self.item(item_id)
+        out = []
+        source = None
+        for k, sha in enumerate(item["candidates"]):
+            cached = self.cached_judgment(item_id, k, backend.name, backend.version)
+            if cached is not None:
+                out.append(cached)
+                continue
+            if source is None:
+                source = load_image(self.image_bytes(item["source_sha256"]))
+            t0 = time.perf_counter()
+            j = backend.judge(source, load_image(self.image_bytes(sha)), item["instruction"])
+            self.add_model_judgment(item_id, k, j, (time.perf_counter() - t0) * 1000)
+            out.append(j)
+        return out
+
+    # -- annotators ---------------------------------------------------------------
+
+    def add_annotator(self, name: str, role: str = "annotator", password: str | None = None
+                      ) -> int:
+        """Register an annotator; ``password`` (optional) is stored as an argon2id hash."""
+        name = (name or "").strip()
+        if not name:
+            raise InvalidJudgmentError("an annotator needs a name")
+        if role not in ROLES:
+            raise InvalidJudgmentError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+        pw_hash = None
+        if password is not None:
+            from argon2 import PasswordHasher
+
+            pw_hash = PasswordHasher().hash(password)
+        with self.write() as db:
+            if self._one("SELECT id FROM annotators WHERE name = ?", [name]) is not None:
+                raise InvalidJudgmentError(f"an annotator named {name!r} already exists")
+            cur = db.execute("INSERT INTO annotators (name, role, password_hash, created_at) "
+                             "VALUES (?, ?, ?, ?)", [name, role, pw_hash, now()])
+        return int(cur.lastrowid or 0)
+
+    def annotator_id(self, name: str) -> int:
+        row = self._one("SELECT id FROM annotators WHERE name = ?", [name])
+        if row is None:
+            raise UnknownAnnotatorError(
+                f"no annotator named {name!r}; register one first (Store.add_annotator)")
+        return int(row["id"])
+
+    def annotators(self) -> list[dict[str, Any]]:
+        return self._all("SELECT id, name, role, password_hash IS NOT NULL AS has_password, "
+                         "created_at FROM annotators ORDER BY id")
+
+    def check_password(self, name: str, password: str) -> bool:
+        """True when ``password`` matches the annotator's stored hash."""
+        from argon2 import PasswordHasher
+        from argon2.exceptions import InvalidHashError, VerificationError
+
+        row = self._one("SELECT password_hash FROM annotators WHERE name = ?", [name])
+        if row is None or row["password_hash"] is None:
+            return False
+        try:
+            return PasswordHasher().verify(row["password_hash"], password)
+        except (VerificationError, InvalidHashError):
+            return False
+
+    # -- human judgments ----------------------------------------------------------
+
+    def add_human_judgment(self, item_id: int, annotator: str, preference: Any, *,
+                           scores: Mapping[Any, Mapping[str, float]] | None = None,
+                           regions: Sequence[Mapping[str, Any]] | None = None,
+                           comment: str = "", seconds_spent: float | None = None,
+                           supersedes: int | None = None) -> int:
+        """Record a judgment; returns its id.
+
+        ``preference``: the index of the better candidate, ``"tie"``, ``"both_bad"``, or a
+        full ranking in the pair format (``[2, [0, 1]]``). ``supersedes``: the id of this
+        annotator's earlier judgment of the item that this one replaces (an edit)."""
+        return self.add_human_judgments([dict(
+            item_id=item_id, annotator=annotator, preference=preference, scores=scores,
+            regions=regions, comment=comment, seconds_spent=seconds_spent,
+            supersedes=supersedes)])[0]
+
+    def add_human_judgments(self, judgments: Iterable[Mapping[str, Any]]) -> list[int]:
+        """Record many judgments in one transaction (all or none); each a mapping with
+        the keyword arguments of :meth:`add_human_judgment`."""
+        items: dict[int, int] = {}
+        annotators: dict[str, int] = {}
+        rows = []
+        for j in judgments:
+            item_id = int(j["item_id"])
+            if item_id not in items:
+                row = self._one("SELECT n_candidates FROM items WHERE id = ?", [item_id])
+                if row is None:
+                    raise UnknownItemError(f"no item {item_id} in the store")
+                items[item_id] = int(row["n_candidates"])
+            name = j["annotator"]
+            if name not in annotators:
+                annotators[name] = self.annotator_id(name)
+            n = items[item_id]
+            ranking, preferred, both_bad = _preference(j["preference"], n)
+            rows.append((
+                item_id, annotators[name], "judgment", json.dumps(ranking_to_json(ranking)),
+                preferred, int(both_bad), _scores(j.get("scores"), n),
+                _regions(j.get("regions"), n), str(j.get("comment") or ""),
+                _seconds(j.get("seconds_spent")), j.get("supersedes"), now()))
+        with self.write() as db:
+            for r in rows:
+                if r[10] is not None:
+                    self._check_supersede(int(r[10]), r[1], r[0])
+            ids = [self._insert_human(db, r) for r in rows]
+        return ids
+
+    def undo_human_judgment(self, judgment_id: int, annotator: str) -> int:
+        """Retract one of ``annotator``'s current judgments (a new ``retraction`` row);
+        returns the retraction's id."""
+        with self.write() as db:
+            row = self._one("SELECT item_id FROM human_judgments WHERE id = ?", [judgment_id])
+            if row is None:
+                raise UnknownItemError(f"no human judgment {judgment_id}")
+            who = self.annotator_id(annotator)
+            self._check_supersede(judgment_id, who, int(row["item_id"]))
+            return self._insert_human(db, (int(row["item_id"]), who, "retraction", None, None,
+                                           0, None, None, "", None, judgment_id, now()))
+
+    def _check_supersede(self, old: int, annotator_id: int, item_id: int) -> None:
+        row = self._one("SELECT h.annotator_id, h.item_id, h.kind, a.name FROM human_judgments h "
+                        "JOIN annotators a ON a.id = h.annotator_id WHERE h.id = ?", [old])
+        if row is None:
+            raise UnknownItemError(f"no human judgment {old} to supersede")
+        if row["annotator_id"] != annotator_id:
+            raise NotYourJudgmentError(
+                f"judgment {old} belongs to {row['name']!r}; annotators can only edit or undo "
+                "their own judgments")
+        if row["item_id"] != item_id:
+            raise InvalidJudgmentError(f"judgment {old} is about item {row['item_id']}, "
+                                       f"not item {item_id}")
+        if row["kind"] != "judgment" or self._one(
+                "SELECT 1 AS x FROM human_judgments WHERE supersedes = ?", [old]) is not None:
+            raise InvalidJudgmentError(
+                f"judgment {old} was already edited or undone; edit its latest version")
+
+    @staticmethod
+    def _insert_human(db: Database, row: tuple[Any, ...]) -> int:
+        cur = db.execute(
+            "INSERT INTO human_judgments (item_id, annotator_id, kind, ranking, preferred, "
+            "both_bad, scores, regions, comment, seconds_spent, supersedes, created_at) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", list(row))
+        return int(cur.lastrowid or 0)
+
+    def human_judgments(self, item_id: int | None = None, annotator: str | None = None,
+                        history: bool = False) -> list[HumanJudgment]:
+        """Current judgments (or, with ``history``, every row ever written), oldest first."""
+        table = "human_judgments" if history else "current_human_judgments"
+        where, params = [], []
+        if item_id is not None:
+            where.append("h.item_id = ?")
+            params.append(item_id)
+        if annotator is not None:
+            where.append("h.annotator_id = ?")
+            params.append(self.annotator_id(annotator))
+        sql = (f"SELECT h.*, a.name AS annotator FROM {table} h "
+               "JOIN annotators a ON a.id = h.annotator_id"
+               + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY h.id")
+        return [_human(r) for r in self._all(sql, params)]
+
+    # -- runs ---------------------------------------------------------------------
+
+    def create_run(self, kind: str, name: str, config: Mapping[str, Any],
+                   out_dir: str | None = None) -> int:
+        if kind not in RUN_KINDS:
+            raise InvalidJudgmentError(f"run kind must be one of {RUN_KINDS}, got {kind!r}")
+        with self.write() as db:
+            cur = db.execute("INSERT INTO runs (kind, name, config, status, out_dir, created_at) "
+                             "VALUES (?, ?, ?, 'queued', ?, ?)",
+                             [kind, name, json.dumps(dict(config)), out_dir, now()])
+        return int(cur.lastrowid or 0)
+
+    def update_run(self, run_id: int, *, status: str | None = None, pid: int | None = None,
+                   error: str | None = None) -> None:
+        if status is not None and status not in RUN_STATUSES:
+            raise InvalidJudgmentError(f"run status must be one of {RUN_STATUSES}")
+        sets: dict[str, Any] = {}
+        if status is not None:
+            sets["status"] = status
+            if status == "running":
+                sets["started_at"] = now()
+            elif status in ("done", "failed", "cancelled"):
+                sets["finished_at"] = now()
+        if pid is not None:
+            sets["pid"] = pid
+        if error is not None:
+            sets["error"] = error
+        if not sets:
+            return
+        with self.write() as db:
+            cur = db.execute(f"UPDATE runs SET {', '.join(f'{k} = ?' for k in sets)} "
+                             "WHERE id = ?", [*sets.values(), run_id])
+            if cur.rowcount == 0:
+                raise UnknownItemError(f"no run {run_id}")
+
+    def run(self, run_id: int) -> dict[str, Any]:
+        row = self._one("SELECT * FROM runs WHERE id = ?", [run_id])
+        if row is None:
+            raise UnknownItemError(f"no run {run_id}")
+        row["config"] = json.loads(row["config"])
+        return row
+
+    def runs(self, kind: str | None = None) -> list[dict[str, Any]]:
+        if kind is None:
+            return self._all("SELECT * FROM runs ORDER BY id DESC")
+        return self._all("SELECT * FROM runs WHERE kind = ? ORDER BY id DESC", [kind])
+
+    def log_metrics(self, run_id: int, step: int, values: Mapping[str, float]) -> None:
+        with self.write() as db:
+            if self._one("SELECT 1 AS x FROM runs WHERE id = ?", [run_id]) is None:
+                raise UnknownItemError(f"no run {run_id}")
+            db.conn.executemany(
+                "INSERT INTO metrics (run_id, step, key, value, created_at) VALUES (?,?,?,?,?)",
+                [(run_id, step, k, float(v), now()) for k, v in values.items()])
+
+    def metrics(self, run_id: int, key: str | None = None) -> list[dict[str, Any]]:
+        if key is None:
+            return self._all("SELECT step, key, value FROM metrics WHERE run_id = ? "
+                             "ORDER BY key, step", [run_id])
+        return self._all("SELECT step, key, value FROM metrics WHERE run_id = ? AND key = ? "
+                         "ORDER BY step", [run_id, key])
+
+    def add_rl_sample(self, run_id: int, step: int, instruction: str, source: Any,
+                      images: Sequence[Any], rewards: Sequence[float]) -> int:
+        if len(images) != len(rewards):
+            raise InvalidJudgmentError("an RL sample needs one reward per image")
+        src = None if source is None else self.put_image(source)
+        shas = [self.put_image(im) for im in images]
+        with self.write() as db:
+            cur = db.execute("INSERT INTO rl_samples (run_id, step, instruction, source_sha256, "
+                             "images, rewards, created_at) VALUES (?,?,?,?,?,?,?)",
+                             [run_id, step, instruction, src, json.dumps(shas),
+                              json.dumps([float(r) for r in rewards]), now()])
+        return int(cur.lastrowid or 0)
+
+    def rl_samples(self, run_id: int) -> list[dict[str, Any]]:
+        rows = self._all("SELECT * FROM rl_samples WHERE run_id = ? ORDER BY step, id", [run_id])
+        for r in rows:
+            r["images"], r["rewards"] = json.loads(r["images"]), json.loads(r["rewards"])
+        return rows
+
+    # -- health -------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        counts = {t: self._one(f"SELECT COUNT(*) AS n FROM {t}")["n"]  # type: ignore[index]
+                  for t in ("images", "items", "candidates", "model_judgments", "annotators",
+                            "human_judgments", "runs", "metrics", "rl_samples")}
+        current = self._one("SELECT COUNT(*) AS n FROM current_human_judgments")
+        return {"schema_version": self.schema_version, "tables": counts,
+                "current_human_judgments": current["n"] if current else 0,
+                "journal_mode": self.db.journal_mode}
+
+    def integrity(self) -> list[str]:
+        """Problems found (empty: healthy): SQLite's integrity and foreign-key checks,
+        and image files that are missing or do not match their hash."""
+        problems = [r["integrity_check"] for r in self._all("PRAGMA integrity_check")
+                    if r["integrity_check"] != "ok"]
+        problems += [f"foreign key: {r['table']} row {r['rowid']} -> {r['parent']}"
+                     for r in self._all("PRAGMA foreign_key_check")]
+        if self.data_dir is not None:
+            for r in self._all("SELECT sha256, path FROM images"):
+                try:
+                    data = resolve_inside(self.data_dir, r["path"]).read_bytes()
+                except (OSError, StoreError) as err:
+                    problems.append(f"image {r['sha256']}: {err}")
+                    continue
+                if image_sha256(data) != r["sha256"]:
+                    problems.append(f"image {r['path']}: contents do not match its hash")
+        return problems
+
+    def backup(self, target: str | os.PathLike[str]) -> Path:
+        """Copy the database to ``target`` with SQLite's online backup API (consistent
+        even while other threads or processes write), plus the image files."""
+        import shutil
+
+        target = Path(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        dest = sqlite3.connect(target)
+        try:
+            with self._lock:
+                self.db.conn.backup(dest, pages=1024)
+        finally:
+            dest.close()
+        if self.data_dir is not None and (self.data_dir / "images").is_dir():
+            shutil.copytree(self.data_dir / "images", target.parent / "images",
+                            dirs_exist_ok=True)
+        return target
+
+
+# -- validation -------------------------------------------------------------------
+
+
+def _ranking(value: Any, n: int) -> Ranking:
+    try:
+        return parse_ranking(value, n)
+    except StoreError:
+        raise
+    except Exception as err:  # PairFormatError and friends
+        raise InvalidJudgmentError(f"invalid ranking {value!r}: {err}") from err
+
+
+def _preference(value: Any, n: int) -> tuple[Ranking, int | None, bool]:
+    """(ranking, single best candidate or None, both bad) from a preference."""
+    if isinstance(value, str) and value in ("tie", "both_bad"):
+        return (tuple(range(n)),), None, value == "both_bad"
+    if isinstance(value, bool):
+        raise InvalidJudgmentError(f"invalid preference {value!r}")
+    if isinstance(value, int):
+        if not 0 <= value < n:
+            raise InvalidJudgmentError(
+                f"preference {value} is not a candidate of this item (0..{n - 1})")
+        rest = tuple(k for k in range(n) if k != value)
+        return ((value,), rest) if rest else ((value,),), value, False
+    if isinstance(value, (list, tuple)):
+        ranking = _ranking(list(value), n)
+        return ranking, ranking[0][0] if len(ranking[0]) == 1 else None, False
+    raise InvalidJudgmentError(
+        f"invalid preference {value!r}: give a candidate index, 'tie', 'both_bad' or a ranking")
+
+
+def _scores(value: Any, n: int) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise InvalidJudgmentError("scores must map candidate index -> {dimension: 0..10}")
+    out: dict[str, dict[str, float]] = {}
+    for cand, dims in value.items():
+        try:
+            k = int(cand)
+        except (TypeError, ValueError):
+            raise InvalidJudgmentError(f"scores: {cand!r} is not a candidate index") from None
+        if not 0 <= k < n or not isinstance(dims, Mapping):
+            raise InvalidJudgmentError(f"scores: no candidate {cand!r} (0..{n - 1})")
+        for dim, v in dims.items():
+            if dim not in SCORE_DIMENSIONS:
+                raise InvalidJudgmentError(
+                    f"scores: unknown dimension {dim!r}; use {', '.join(SCORE_DIMENSIONS)}")
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 10:
+                raise InvalidJudgmentError(f"scores: {dim} must be a number 0..10, got {v!r}")
+        out[str(k)] = {d: float(v) for d, v in dims.items()}
+    return json.dumps(out)
+
+
+def _regions(value: Any, n: int) -> str | None:
+    if value is None:
+        return None
+    out = []
+    for r in value:
+        try:
+            cand = int(r.get("candidate", 0))
+            box = [int(v) for v in r["bbox_2d"]]
+        except (AttributeError, KeyError, TypeError, ValueError):
+            raise InvalidJudgmentError(
+                "a region needs bbox_2d [x1, y1, x2, y2] (0..1000) and a candidate index"
+            ) from None
+        if not 0 <= cand < n:
+            raise InvalidJudgmentError(f"region on candidate {cand}: no such candidate")
+        if (len(box) != 4 or not all(0 <= v <= 1000 for v in box)
+                or box[0] >= box[2] or box[1] >= box[3]):
+            raise InvalidJudgmentError(f"region box {box} must be x1 < x2, y1 < y2 in 0..1000")
+        out.append({"candidate": cand, "bbox_2d": box, "label": str(r.get("label", ""))})
+    return json.dumps(out)
+
+
+def _seconds(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 86400:
+        raise InvalidJudgmentError(f"seconds_spent must be 0..86400, got {value!r}")
+    return float(value)
+
+
+def _human(r: dict[str, Any]) -> HumanJudgment:
+    ranking = None if r["ranking"] is None else tuple(
+        tuple(g) if isinstance(g, list) else (g,) for g in json.loads(r["ranking"]))
+    scores = None if r["scores"] is None else {
+        int(k): v for k, v in json.loads(r["scores"]).items()}
+    return HumanJudgment(
+        id=r["id"], item_id=r["item_id"], annotator=r["annotator"], kind=r["kind"],
+        ranking=ranking, preferred=r["preferred"], both_bad=bool(r["both_bad"]), scores=scores,
+        regions=None if r["regions"] is None else json.loads(r["regions"]),
+        comment=r["comment"], seconds_spent=r["seconds_spent"], supersedes=r["supersedes"],
+        created_at=r["created_at"])
