@@ -47,7 +47,7 @@ from spatialreward.errors import (
 )
 from spatialreward.judgment import Judgment
 
-from .pairs import Ranking, parse_ranking, ranking_to_json
+from .pairs import DIMENSIONS, Ranking, parse_ranking, ranking_to_json
 from .paths import resolve_inside
 from .schema import migrations
 
@@ -255,6 +255,9 @@ class Store:
             raise InvalidJudgmentError("an item needs a non-empty instruction")
         if not candidates:
             raise InvalidJudgmentError("an item needs at least one candidate image")
+        if dimension not in DIMENSIONS:
+            raise InvalidJudgmentError(
+                f"dimension must be one of {', '.join(DIMENSIONS)}, got {dimension!r}")
         ranking = (None if truth_ranking is None
                    else _ranking(truth_ranking, len(candidates)))
         src = self.put_image(source)

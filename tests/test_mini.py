@@ -148,6 +148,17 @@ def test_training_is_seeded_and_reproducible(tiny, tmp_path):
     assert (tmp_path / "a" / "config.json").is_file()
 
 
+def test_extra_training_data_is_appended_with_its_own_items(tiny, tmp_path):
+    from spatialreward.mini.data import Arrays
+
+    arrays, _, _ = tiny
+    both = Arrays.concat([arrays, arrays])
+    assert len(both) == 2 * len(arrays)
+    n_items = len(np.unique(arrays.item))
+    assert len(np.unique(both.item)) == 2 * n_items  # the copies are separate items
+    np.testing.assert_array_equal(both.tokens[len(arrays):], arrays.tokens)
+
+
 def test_place_agreement_reads_the_cell_of_each_region():
     from spatialreward.mini.model import N_SLOTS, SLOTS, place_agreement
     from spatialreward.synth.language import POSITIONS

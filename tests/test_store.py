@@ -209,6 +209,18 @@ def test_bad_judgments_get_named_errors_and_write_nothing(store: Store, kwargs, 
     assert counts(store) == before
 
 
+def test_bad_items_get_named_errors(store: Store) -> None:
+    with pytest.raises(InvalidJudgmentError, match="non-empty instruction"):
+        store.add_item("  ", tiny(1), [tiny(2)])
+    with pytest.raises(InvalidJudgmentError, match="at least one candidate"):
+        store.add_item("x", tiny(1), [])
+    with pytest.raises(InvalidJudgmentError, match="dimension"):
+        store.add_item("x", tiny(1), [tiny(2)], dimension="vibes")
+    with pytest.raises(InvalidJudgmentError, match="invalid ranking"):
+        store.add_item("x", tiny(1), [tiny(2), tiny(3)], truth_ranking=[0, 5])
+    assert counts(store)["items"] == 0
+
+
 def test_a_batch_with_one_bad_row_writes_none(store: Store) -> None:
     item = add_item(store)
     store.add_annotator("ann")

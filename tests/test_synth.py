@@ -153,6 +153,19 @@ def test_hard_split_is_small_and_crowded():
         assert o.obj.r < 0.1 * min(scene.height, scene.width)
 
 
+def test_hard_scenes_under_the_train_split_keep_train_phrasings(tmp_path):
+    generate(SynthConfig(out=tmp_path, n=6, seed=2, split="train", workers=1,
+                         hard_scenes=True), False)
+    items = [json.loads(line) for line in (tmp_path / "pairs.jsonl").read_text().splitlines()]
+    assert all(i["id"].startswith("train-hard-2-") for i in items)
+    assert all(i["phrasing"] == "seen" and 5 <= i["n_objects"] <= 6 for i in items)
+    # Not the hard split's items: another stream, so no test item is trained on.
+    _, hard_source, _ = make_item("hard", 2, 0, 2)
+    _, train_source, _ = make_item("train", 2, 0, 2, hard_scenes=True)
+    assert hard_source.shape != train_source.shape or not np.array_equal(hard_source,
+                                                                         train_source)
+
+
 # --- what is written --------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
