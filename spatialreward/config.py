@@ -35,6 +35,11 @@ class StudioConfig:
         default=Path("data/studio.db"),
         metadata={"help": "the judgment store (SQLite); images are kept beside it in images/"},
     )
+    auth: bool = field(
+        default=False,
+        metadata={"help": "require a login for annotators registered in the store (db add-annotator"
+                          " --password)"},
+    )
     max_pixels: int = field(
         default=DEFAULT_MAX_PIXELS,
         metadata={"help": "largest accepted image, in pixels (decompression-bomb guard)"},

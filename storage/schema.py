@@ -11,7 +11,7 @@ from sqlite_utils import Database, Migrations
 
 migrations = Migrations("spatialreward-studio")
 
-SCHEMA_VERSION = 1  # number of migrations below; `db stats` reports the applied count
+SCHEMA_VERSION = 2  # number of migrations below; `db stats` reports the applied count
 
 
 @migrations()
@@ -160,5 +160,22 @@ def m001_initial(db: Database) -> None:
             created_at TEXT NOT NULL
         );
         CREATE INDEX rl_samples_run ON rl_samples(run_id, step);
+        """
+    )
+
+
+@migrations()
+def m002_flags(db: Database) -> None:
+    """Items someone sent to the annotation queue ("I disagree" in Inspect)."""
+    db.executescript(
+        """
+        CREATE TABLE flags (
+            id INTEGER PRIMARY KEY,
+            item_id INTEGER NOT NULL REFERENCES items(id),
+            reason TEXT NOT NULL DEFAULT '',
+            flagged_by TEXT,                  -- annotator name, or NULL when anonymous
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX flags_item ON flags(item_id);
         """
     )

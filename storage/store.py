@@ -17,7 +17,7 @@ it. ``current_human_judgments`` is the view of rows nobody superseded.
 >>> import sqlite_utils
 >>> store = Store(sqlite_utils.Database(memory=True), data_dir=None)
 >>> store.schema_version
-1
+2
 """
 
 from __future__ import annotations
@@ -302,6 +302,20 @@ class Store:
         if row is None:
             raise UnknownItemError(f"no item {uid!r} in the store")
         return int(row["id"])
+
+    def flag_item(self, item_id: int, reason: str = "", flagged_by: str | None = None) -> int:
+        """Send an item to the annotation queue (Inspect's "I disagree")."""
+        self.item(item_id)  # UnknownItemError for a bad id
+        with self.write() as db:
+            cur = db.execute("INSERT INTO flags (item_id, reason, flagged_by, created_at) "
+                             "VALUES (?, ?, ?, ?)", [item_id, reason.strip()[:2000], flagged_by,
+                                                     now()])
+        return int(cur.lastrowid or 0)
+
+    def flagged_items(self) -> list[int]:
+        """Flagged item ids, most recently flagged first."""
+        return [int(r["item_id"]) for r in self._all(
+            "SELECT item_id, MAX(id) AS last FROM flags GROUP BY item_id ORDER BY last DESC")]
 
     # -- model judgments ----------------------------------------------------------
 
@@ -594,7 +608,7 @@ class Store:
     def stats(self) -> dict[str, Any]:
         counts = {t: self._one(f"SELECT COUNT(*) AS n FROM {t}")["n"]  # type: ignore[index]
                   for t in ("images", "items", "candidates", "model_judgments", "annotators",
-                            "human_judgments", "runs", "metrics", "rl_samples")}
+                            "human_judgments", "runs", "metrics", "rl_samples", "flags")}
         current = self._one("SELECT COUNT(*) AS n FROM current_human_judgments")
         return {"schema_version": self.schema_version, "tables": counts,
                 "current_human_judgments": current["n"] if current else 0,

@@ -28,7 +28,7 @@ def test_import_stats_export_backup_integrity(tmp_path: Path, synth: Path, capsy
     assert main(["db", "stats", "--json", "--db", db]) == 0
     stats = json.loads(capsys.readouterr().out)
     assert stats["tables"]["items"] == 3 and stats["tables"]["candidates"] == 6
-    assert stats["schema_version"] == 1 and stats["journal_mode"] == "wal"
+    assert stats["schema_version"] == 2 and stats["journal_mode"] == "wal"
     assert main(["db", "export", str(tmp_path / "out.parquet"), "--db", db]) == 0
     assert (tmp_path / "out.parquet").stat().st_size > 0
     assert main(["db", "export", str(tmp_path / "out"), "--db", db]) == 0

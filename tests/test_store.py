@@ -62,15 +62,31 @@ def counts(store: Store) -> dict[str, int]:
 def test_open_applies_migrations_once_and_sets_pragmas(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "studio.db"
     s = Store.open(path)
-    assert s.schema_version == 1
+    assert s.schema_version == 2
     assert s.db.journal_mode == "wal"
     assert s.db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert s.db.execute("PRAGMA busy_timeout").fetchone()[0] >= 1000
     s.close()
     again = Store.open(path)  # reopening applies nothing twice
     rows = list(again.db["_sqlite_migrations"].rows)
-    assert [r["name"] for r in rows] == ["m001_initial"]
+    assert [r["name"] for r in rows] == ["m001_initial", "m002_flags"]
     again.close()
+
+
+def test_an_old_store_is_upgraded_by_the_pending_migration(tmp_path: Path) -> None:
+    from storage.schema import migrations
+
+    path = tmp_path / "old.db"
+    db = sqlite_utils.Database(path)
+    migrations.apply(db, stop_before="m002_flags")  # a store from before flags existed
+    db.close()
+    s = Store.open(path)
+    assert s.schema_version == 2 and "flags" in s.db.table_names()
+    item = add_item(s)
+    s.flag_item(item, "the model missed the second change", "ana")
+    assert s.flagged_items() == [item]
+    with pytest.raises(UnknownItemError):
+        s.flag_item(999)
 
 
 def test_store_accepts_a_database_that_is_passed_in() -> None:
