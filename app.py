@@ -22,6 +22,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--port", type=int, help="HTTP port (default 7860, or $PORT)")
     p.add_argument("--backend", help="default backend spec (default: mini)")
     p.add_argument("--db", help="judgment store file (default data/studio.db, or $STUDIO_DB)")
+    p.add_argument("--auth", action="store_true", default=None,
+                   help="require a login (annotators registered with `db add-annotator "
+                   "NAME --password`)")
     p.add_argument("--share", action="store_true", default=None,
                    help="also publish a public gradio.live link (off by default)")
     return p.parse_args(argv)
@@ -32,24 +35,22 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = StudioConfig.from_env(
             host=args.host, port=args.port, backend=args.backend, share=args.share,
-            db=Path(args.db) if args.db else None,
+            db=Path(args.db) if args.db else None, auth=args.auth,
         )
     except StudioError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
     from spatialreward.service import Services
-    from ui import build_demo
+    from ui import build_demo, launch_options
 
-    demo = build_demo(Services(config))
-    demo.queue(default_concurrency_limit=1)
-    demo.launch(
-        server_name=config.host,
-        server_port=config.port,
-        share=config.share,
-        max_file_size=config.max_upload_bytes,
-        footer_links=["api"],
-    )
+    services = Services(config)
+    demo = build_demo(services)
+    # Store and UI events run side by side; model calls are capped per event
+    # (concurrency_id="model") so requests queue instead of overloading the CPU.
+    demo.queue(default_concurrency_limit=8)
+    demo.launch(server_name=config.host, server_port=config.port, share=config.share,
+                **launch_options(services))
     return 0
 
 

@@ -1,10 +1,16 @@
-"""Regenerate docs/screenshot.png: start the app, judge a SynthEdit-style pair in Chromium.
+"""Regenerate the README screenshots: docs/screenshot.png and docs/screenshots/*.png.
 
     .venv/bin/python docs/make_screenshot.py
+
+Starts the app on a fresh store in a temp folder, fills it with a small SynthEdit set
+(imported, benched with the mini backend, a few votes), and drives each tab in
+Debian's Chromium: Inspect (the astronaut example, three candidates), Annotate (a vote
+cast with the keyboard, verdict revealed), Bench (the stored run) and Data.
 """
 
 from __future__ import annotations
 
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -12,32 +18,64 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from PIL import Image  # noqa: E402
+from spatialreward.synth.generate import SynthConfig, generate  # noqa: E402
+from storage.benchruns import open_dataset, run_recorded  # noqa: E402
+from storage.exchange import import_pairs  # noqa: E402
+from tests.browser import browser_page  # noqa: E402
+from tests.conftest import launch_studio  # noqa: E402
 
-from spatialreward.config import StudioConfig  # noqa: E402
-from spatialreward.service import Services  # noqa: E402
-from tests.browser import browser_page, judge_in_browser  # noqa: E402
-from tests.factories import make_edit_case  # noqa: E402
-from ui import build_demo  # noqa: E402
+OUT = ROOT / "docs" / "screenshots"
 
 
 def main() -> None:
-    case = make_edit_case(5, kind="recolor", size=(384, 512))
-    with tempfile.TemporaryDirectory() as tmp:
-        Image.fromarray(case.source).save(f"{tmp}/source.png")
-        Image.fromarray(case.edited).save(f"{tmp}/edited.png")
-        demo = build_demo(Services(StudioConfig()))
-        demo.queue()
-        _, url, _ = demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
-        try:
-            with browser_page(1400, 1150) as page:
-                judge_in_browser(page, url, f"{tmp}/source.png", f"{tmp}/edited.png",
-                                 "make the green star red")
-                page.wait_for_timeout(500)
-                page.screenshot(path=str(ROOT / "docs" / "screenshot.png"), full_page=True)
-        finally:
-            demo.close()
-    print("wrote docs/screenshot.png")
+    OUT.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="screenshots-"))
+    demo, studio = launch_studio(tmp)
+    services, store = studio.services, studio.services.store
+    try:
+        synth = tmp / "synth"
+        generate(SynthConfig(out=synth, n=24, seed=21, split="test", workers=1), progress=False)
+        import_pairs(store, synth / "pairs.jsonl", dataset="synthedit-demo")
+        with open_dataset(tmp, path=str(synth / "pairs.jsonl")) as dataset:
+            run_recorded(services, dataset, "mini", limit=None, by=["flaw"], progress=None)
+        with browser_page(1400, 1000) as page:
+            page.goto(studio.url)
+            page.get_by_text("Photo: add a red circle (astronaut)").click()
+            page.wait_for_timeout(500)
+            page.click("#judge-button")
+            page.wait_for_selector("#attention-edited img", timeout=60_000)
+            page.wait_for_timeout(800)
+            page.screenshot(path=str(OUT / "inspect.png"), full_page=True)
+            shutil.copy(OUT / "inspect.png", ROOT / "docs" / "screenshot.png")
+
+            page.get_by_role("tab", name="Annotate").click()
+            page.locator("#annotator-name").get_by_role("textbox").fill("ana")
+            page.click("#annotator-start")
+            page.wait_for_selector("#register-annotator")
+            page.click("#register-annotator")
+            page.wait_for_selector("#annotate-instruction :text('Item')")
+            page.locator("body").click(position={"x": 5, "y": 5})
+            page.keyboard.press("1")
+            page.wait_for_selector("#model-verdict :text('Model verdict')", timeout=60_000)
+            page.wait_for_timeout(500)
+            page.screenshot(path=str(OUT / "annotate.png"), full_page=True)
+
+            page.get_by_role("tab", name="Bench").click()
+            page.get_by_role("button", name="Refresh runs").click()
+            page.wait_for_timeout(1000)
+            page.locator("#bench-run-pick input").click()
+            page.get_by_role("option").first.click()
+            page.wait_for_selector("#bench-categories .js-plotly-plot", timeout=60_000)
+            page.wait_for_timeout(800)
+            page.screenshot(path=str(OUT / "bench.png"), full_page=True)
+
+            page.get_by_role("tab", name="Data").click()
+            page.wait_for_timeout(1500)
+            page.screenshot(path=str(OUT / "data.png"), full_page=True)
+    finally:
+        demo.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"wrote docs/screenshot.png and {', '.join(sorted(p.name for p in OUT.glob('*.png')))}")
 
 
 if __name__ == "__main__":

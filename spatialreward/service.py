@@ -74,8 +74,19 @@ class Services:
                 self._backends[spec] = backends.create(spec)
             return self._backends[spec]
 
+    def add_backend(self, spec: str, backend: Backend) -> None:
+        """Serve ``backend`` under ``spec`` in this app only (tests, notebooks); the
+        process-wide registry is left alone."""
+        with self._lock:
+            self._backends[spec.strip()] = backend
+
     def available_backends(self) -> dict[str, str]:
-        return backends.available()
+        """Backend specs to offer: the registry's names, plus the configured default when
+        it carries an argument (``vlm:/models/x``)."""
+        names = backends.available()
+        if ":" in self.config.backend:
+            names = {self.config.backend: "the configured default backend", **names}
+        return names
 
     def load(self, obj: Any, name: str) -> Image.Image:
         return load_image(

@@ -535,7 +535,7 @@ class Store:
         return int(cur.lastrowid or 0)
 
     def update_run(self, run_id: int, *, status: str | None = None, pid: int | None = None,
-                   error: str | None = None) -> None:
+                   error: str | None = None, out_dir: str | None = None) -> None:
         if status is not None and status not in RUN_STATUSES:
             raise InvalidJudgmentError(f"run status must be one of {RUN_STATUSES}")
         sets: dict[str, Any] = {}
@@ -549,6 +549,8 @@ class Store:
             sets["pid"] = pid
         if error is not None:
             sets["error"] = error
+        if out_dir is not None:
+            sets["out_dir"] = out_dir
         if not sets:
             return
         with self.write() as db:

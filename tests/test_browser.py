@@ -21,3 +21,21 @@ def test_upload_and_judge_shows_regions_reasoning_and_scores(app_url, tmp_path):
         assert page.locator("#source-regions img").count() == 1
         assert page.locator("#change-map img").count() == 1
         assert "Overall" in page.inner_text("#scores")
+
+
+def test_an_example_from_the_gallery_ranks_three_candidates_with_attention(app_url):
+    with browser_page() as page:
+        page.goto(app_url)
+        page.get_by_text("Photo: add a red circle (astronaut)").click()
+        page.wait_for_timeout(500)
+        page.click("#judge-button")
+        page.wait_for_selector("#ranked-gallery img", timeout=60_000)
+        assert page.locator("#ranked-gallery img").count() >= 3
+        assert "#1 Candidate 1" in page.inner_text("#ranking").replace("**", "")
+        page.wait_for_selector("#attention-edited img", timeout=30_000)
+        assert "red circle" in page.inner_text("#reasoning")
+        page.get_by_label("Candidate 2").check()
+        # Candidate 2's own facts: it drew a blue circle.
+        page.wait_for_function(
+            "() => document.querySelector('#reasoning').innerText.includes('blue circle')",
+            timeout=30_000)

@@ -1,0 +1,542 @@
+"""Bench runs recorded in the store, and the dataset files the Bench and Data tabs use.
+
+The app reads datasets from two places only: files under the data folder (the folder of
+``config.db``, ``data/`` by default) and uploads. :func:`open_dataset` turns either into
+a :class:`DatasetFile`, unpacking a ``.zip`` upload (``pairs.jsonl`` + images) into a
+temporary folder under ``<data>/uploads/`` that is removed afterwards; anything else is
+refused with a named error. :func:`import_dataset` and :func:`export_store` are the
+Data tab's import and export on top of :mod:`storage.exchange`.
+
+:func:`run_recorded` runs the bench of :mod:`spatialreward.bench` over such a file and
+records it as a ``bench`` run: status ``running`` -> ``done`` (or ``failed`` with the
+error), progress metrics while it judges, the headline figures at the end, and the full
+results JSON (the dict ``bench --out`` writes, plus ``run_id``) in
+``<data>/runs/bench-<id>/result.json``; the run's ``out_dir`` is that folder, relative
+to the data folder. :func:`load_result`, :func:`compare_runs` and the table helpers read
+the results back for the UI and the API.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import stat
+import tempfile
+import time
+import uuid
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from itertools import islice
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from spatialreward.errors import InputError, StudioError, UnsafePathError
+
+from .pairs import iter_pairs
+from .paths import resolve_inside
+
+if TYPE_CHECKING:
+    from spatialreward.config import StudioConfig
+    from spatialreward.service import Services
+
+    from .store import Store
+
+PAIRS_FILE = "pairs.jsonl"
+UPLOADS_DIR = "uploads"
+RUNS_DIR = "runs"
+RESULT_FILE = "result.json"
+MAX_ZIP_BYTES = 4 * 1024**3
+"""Largest total size a zip upload may unpack to (zip-bomb guard)."""
+MAX_ZIP_FILES = 100_000
+PROGRESS_STEPS = 20
+"""Progress metrics logged per run (plus the final figures)."""
+EXPORT_MAX_AGE_S = 3600
+"""Export files older than this are removed when the next export is written."""
+
+Progress = Callable[[int, int], None]
+"""``progress(done, total)``, called after each judged item."""
+
+
+def data_root(config: StudioConfig) -> Path:
+    """The data folder: the folder of the store's database file."""
+    return Path(config.db).resolve().parent
+
+
+# -- datasets from the server or an upload ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class DatasetFile:
+    """A dataset file ready to read, and where its images must be."""
+
+    path: Path
+    """The ``.jsonl`` (pair format) or ``.parquet`` file."""
+    images_root: Path
+    """Every image path of a ``.jsonl`` must resolve inside this folder."""
+    label: str
+    """What runs and messages call it: ``synth/pairs.jsonl`` or ``upload synth.zip``;
+    never an absolute server path."""
+    uploaded: bool = False
+
+
+def resolve_data_path(root: Path, text: str) -> Path:
+    """The file (or folder) ``text`` names under the data folder ``root``.
+
+    Relative paths are taken from ``root``; absolute ones must lie inside it; ``..`` and
+    symlinks out are refused (:class:`UnsafePathError`)."""
+    text = (text or "").strip()
+    if not text:
+        raise InputError("no dataset path given; type a path under the data folder or upload")
+    try:
+        return resolve_inside(root, text)
+    except UnsafePathError:
+        raise UnsafePathError(
+            f"{text!r} is outside the data folder {root}; the app only reads datasets under "
+            "that folder: copy the dataset there, or upload it as a .zip"
+        ) from None
+
+
+def _relative_label(root: Path, path: Path) -> str:
+    return path.relative_to(root).as_posix() if path.is_relative_to(root) else path.name
+
+
+def _safe_name(name: str) -> str:
+    """A file-name stem that is safe as a folder name.
+
+    >>> _safe_name("my data (v2).zip"), _safe_name("../..")
+    ('my_data_v2_', 'upload')
+    """
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).stem).strip(".")[:64]
+    return stem if stem and set(stem) != {"_"} else "upload"
+
+
+def extract_zip(archive: Path, dest: Path, max_bytes: int = MAX_ZIP_BYTES,
+                max_files: int = MAX_ZIP_FILES) -> None:
+    """Unpack ``archive`` into ``dest``: every member must land inside ``dest`` (no
+    absolute paths, ``..`` or symlinks) and the total stays under ``max_bytes`` (counted
+    while writing, not trusted from the headers) and ``max_files``."""
+    name = archive.name
+    try:
+        zf = zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, OSError) as err:
+        raise InputError(f"{name} is not a readable zip file ({err}); zip the folder that "
+                         "holds pairs.jsonl and images/ and upload that") from None
+    with zf:
+        members = [i for i in zf.infolist() if not i.is_dir()]
+        if len(members) > max_files:
+            raise InputError(f"{name} holds {len(members)} files, more than the {max_files} "
+                             "accepted; split the dataset")
+        declared = sum(i.file_size for i in members)
+        if declared > max_bytes:
+            raise InputError(f"{name} unpacks to {declared:,} bytes, more than the "
+                             f"{max_bytes:,} accepted; split the dataset")
+        written = 0
+        for info in members:
+            if stat.S_ISLNK(info.external_attr >> 16):
+                raise UnsafePathError(f"{name}: {info.filename!r} is a symbolic link; "
+                                      "zip the files themselves")
+            try:
+                target = resolve_inside(dest, info.filename)
+            except UnsafePathError:
+                raise UnsafePathError(f"{name}: {info.filename!r} points outside the archive's "
+                                      "folder; zip paths must be relative") from None
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(info) as src, target.open("wb") as out:
+                    while chunk := src.read(1 << 20):
+                        written += len(chunk)
+                        if written > max_bytes:
+                            raise InputError(f"{name} unpacks to more than {max_bytes:,} "
+                                             "bytes; split the dataset")
+                        out.write(chunk)
+            except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError,
+                    RuntimeError, OSError) as err:
+                # corrupt, unsupported compression, encrypted, a file where a folder goes
+                raise InputError(f"{name}: cannot unpack {info.filename!r} ({err})") from None
+
+
+def find_pairs(folder: Path) -> Path:
+    """``folder/pairs.jsonl``, or the one ``folder/*/pairs.jsonl`` (a zipped folder)."""
+    top = folder / PAIRS_FILE
+    if top.is_file():
+        return top
+    found = [p for p in sorted(folder.glob(f"*/{PAIRS_FILE}"))
+             if p.is_file() and p.parent.name != "__MACOSX"]
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise InputError(f"the zip holds no {PAIRS_FILE}; put pairs.jsonl and its images/ "
+                         "at the top of the zip")
+    raise InputError(f"the zip holds {len(found)} {PAIRS_FILE} files; upload one dataset "
+                     "per zip")
+
+
+@contextlib.contextmanager
+def open_dataset(root: Path, *, path: str | None = None,
+                 upload: str | os.PathLike[str] | None = None,
+                 suffixes: Sequence[str] = (".jsonl",),
+                 max_bytes: int = MAX_ZIP_BYTES) -> Iterator[DatasetFile]:
+    """The dataset a server ``path`` (under ``root``) or an ``upload`` names.
+
+    A folder means its ``pairs.jsonl``; a ``.zip`` is unpacked under ``root/uploads`` for
+    the duration of the ``with`` block. ``suffixes``: the file kinds the caller reads
+    (``.jsonl``, ``.parquet``)."""
+    if upload and (path or "").strip():
+        raise InputError("give either a server path or an upload, not both; clear one")
+    if upload:
+        file = Path(upload)
+        label = f"upload {file.name}"
+        uploaded = True
+    else:
+        file = resolve_data_path(root, path or "")
+        label = _relative_label(root, file)
+        uploaded = False
+        if file.is_dir():
+            file = file / PAIRS_FILE
+            label = _relative_label(root, file)
+    if not file.is_file():
+        raise InputError(f"no dataset file at {label}; give a pair-format .jsonl, a folder "
+                         "holding pairs.jsonl, or a .zip of one")
+    suffix = file.suffix.lower()
+    if suffix == ".zip":
+        uploads = root / UPLOADS_DIR
+        uploads.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix="unzip-", dir=uploads))
+        try:
+            # Named after the zip: a plain pair file's items take the folder's name as
+            # their origin dataset.
+            dest = scratch / _safe_name(file.name)
+            extract_zip(file, dest, max_bytes=max_bytes)
+            jsonl = find_pairs(dest)
+            yield DatasetFile(jsonl, jsonl.parent.resolve(), label, uploaded)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return
+    if suffix not in suffixes:
+        kinds = ", ".join([*suffixes, ".zip"])
+        raise InputError(f"{label} is not a dataset file this action reads ({kinds})")
+    # Images may be anywhere in the data folder; an uploaded .jsonl carries none, so its
+    # image paths must be absolute paths into the data folder.
+    yield DatasetFile(file, root, label, uploaded)
+
+
+def check_images(dataset: DatasetFile, limit: int | None = None) -> int:
+    """Refuse a pair-format file whose image paths leave ``dataset.images_root`` (checks
+    the first ``limit`` items); returns the number of items checked."""
+    n = 0
+    for item in islice(iter_pairs(dataset.path), limit):
+        n += 1
+        for p in (item.source, *item.candidates):
+            if not p.resolve().is_relative_to(dataset.images_root):
+                hint = ("an uploaded .jsonl holds no images: upload a .zip of pairs.jsonl "
+                        "and its images/ instead" if dataset.uploaded and
+                        dataset.path.suffix == ".jsonl" else
+                        "image paths must stay inside the dataset's folder")
+                raise UnsafePathError(f"{dataset.label}: item {item.id!r} names the image "
+                                      f"{p.name!r} outside the data the app may read; {hint}")
+    return n
+
+
+# -- bench runs -------------------------------------------------------------------------
+
+
+def run_dir(root: Path, run_id: int) -> Path:
+    return root / RUNS_DIR / f"bench-{run_id}"
+
+
+def _running_figures(results: Sequence[Any], done: int) -> dict[str, float]:
+    evaluated = [r for r in results if r.kind == "evaluated"]
+    pairs = sum(r.pairs for r in evaluated)
+    figures = {"items_done": float(done), "failed": float(sum(r.failed for r in results))}
+    if pairs:
+        figures["accuracy"] = sum(r.pairs_correct for r in evaluated) / pairs
+    return figures
+
+
+def final_figures(result: Mapping[str, Any]) -> dict[str, float]:
+    """The numbers logged at a run's last step: headline figures and per-group accuracy."""
+    figures: dict[str, float] = {"items_done": float(len(result.get("items", [])))}
+    for key in ("accuracy", "n", "n_pairs", "region_recall", "failed", "seconds_per_item",
+                "ranking_accuracy"):
+        if result.get(key) is not None:
+            figures[key] = float(result[key])
+    if result.get("accuracy_ci"):
+        figures["accuracy_ci_low"], figures["accuracy_ci_high"] = result["accuracy_ci"]
+    for label, row in result.get("by_category", {}).items():
+        if row["accuracy"] is not None:
+            figures[f"category/{label}"] = float(row["accuracy"])
+    for key, table in result.get("by", {}).items():
+        for label, row in table.items():
+            if row["accuracy"] is not None:
+                figures[f"{key}/{label}"] = float(row["accuracy"])
+    return figures
+
+
+def run_recorded(services: Services, dataset: DatasetFile, backend: str, *,
+                 limit: int | None = None, by: Sequence[str] = (),
+                 progress: Progress | None = None) -> dict[str, Any]:
+    """Bench ``backend`` on the first ``limit`` items of ``dataset`` (all when None) and
+    record the run in ``services.store``; returns the results dict (with ``run_id``).
+
+    Mistakes (bad limit, unknown backend, malformed file, images outside the data) are
+    raised before a run is recorded; a failure while judging marks the run ``failed``."""
+    from spatialreward.bench.command import write_results
+    from spatialreward.bench.metrics import ItemResult, summarize
+    from spatialreward.bench.runner import CacheKey, Outcome, judge_item
+
+    if limit is not None and limit < 1:
+        raise InputError(f"the limit must be at least 1 (or empty for all), got {limit}")
+    backend = (backend or "").strip() or services.config.backend
+    by = [k.strip() for k in by if k and k.strip()]
+    root = data_root(services.config)
+    model = services.backend(backend)  # an unknown backend fails before any work
+    check_images(dataset, limit)
+    items = list(islice(iter_pairs(dataset.path), limit))
+    if not items:
+        raise InputError(f"{dataset.label} holds no items")
+    store = services.store
+    run_id = store.create_run("bench", f"{backend} on {dataset.label}",
+                              {"dataset": dataset.label, "backend": backend, "limit": limit,
+                               "by": by})
+    out = run_dir(root, run_id)
+    # The folder is named after the run id, so it is set once the id exists.
+    store.update_run(run_id, status="running", pid=os.getpid(),
+                     out_dir=out.relative_to(root).as_posix())
+    try:
+        cache: dict[CacheKey, Outcome] = {}
+        results: list[ItemResult] = []
+        every = max(1, len(items) // PROGRESS_STEPS)
+        t0 = time.perf_counter()
+        for k, item in enumerate(items, 1):
+            results.append(judge_item(services, backend, item, cache, by))
+            if k % every == 0 and k < len(items):
+                store.log_metrics(run_id, k, _running_figures(results, k))
+            if progress is not None:
+                progress(k, len(items))
+        elapsed = time.perf_counter() - t0
+        result = {
+            "run_id": run_id,
+            "dataset": dataset.label,
+            "backend": {"spec": backend, "name": model.name, "version": model.version},
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            **summarize(results, by),
+            "judgments": len(cache),
+            "seconds_per_item": elapsed / len(items),
+            "items": [r.to_dict() for r in results],
+        }
+        write_results(result, out / RESULT_FILE)
+        store.log_metrics(run_id, len(items), final_figures(result))
+    except BaseException as err:
+        store.update_run(run_id, status="failed", error=f"{type(err).__name__}: {err}")
+        raise
+    store.update_run(run_id, status="done")
+    return result
+
+
+def summary(result: Mapping[str, Any]) -> dict[str, Any]:
+    """The headline of a results dict (what ``/bench`` answers)."""
+    out = {
+        "run_id": result.get("run_id"),
+        "dataset": result["dataset"],
+        "backend": result["backend"]["spec"],
+        "backend_version": result["backend"]["version"],
+        "accuracy": result["accuracy"],
+        "accuracy_ci": result["accuracy_ci"],
+        "n": result["n"],
+        "n_pairs": result["n_pairs"],
+        "region_recall": result.get("region_recall"),
+        "failed": result["failed"],
+        "seconds_per_item": result.get("seconds_per_item"),
+        "by_category": {k: v["accuracy"] for k, v in result["by_category"].items()},
+        "by": {key: {k: v["accuracy"] for k, v in table.items()}
+               for key, table in result.get("by", {}).items()},
+    }
+    if result.get("run_id") is not None:
+        out["result"] = f"{RUNS_DIR}/bench-{result['run_id']}/{RESULT_FILE}"
+    return out
+
+
+def parse_run_id(value: Any) -> int:
+    """A run id from an int or a label like ``"#12 pixel on ..."``.
+
+    >>> parse_run_id(12), parse_run_id("#12 pixel on x"), parse_run_id(" 7 ")
+    (12, 12, 7)
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    match = re.match(r"\s*#?(\d+)\b", str(value or ""))
+    if match is None:
+        raise InputError(f"pick a run first (got {value!r})")
+    return int(match.group(1))
+
+
+def load_result(store: Store, root: Path, run_id: Any) -> dict[str, Any]:
+    """The stored results of a finished bench run."""
+    run = store.run(parse_run_id(run_id))
+    if run["kind"] != "bench":
+        raise InputError(f"run {run['id']} is an {run['kind']} run, not a bench run")
+    if run["status"] != "done":
+        why = f": {run['error']}" if run.get("error") else ""
+        raise InputError(f"run {run['id']} is {run['status']}{why}; it has no results to show")
+    try:
+        folder = resolve_inside(root, run["out_dir"] or "")
+        with (folder / RESULT_FILE).open(encoding="utf-8") as fh:
+            result: dict[str, Any] = json.load(fh)
+    except (OSError, ValueError, StudioError) as err:
+        raise InputError(f"the results of run {run['id']} cannot be read ({err}); "
+                         "run the bench again") from None
+    result.setdefault("run_id", run["id"])
+    return result
+
+
+def bench_runs(store: Store, limit: int = 200) -> list[dict[str, Any]]:
+    """The latest bench runs, newest first: id, name, status, created_at, accuracy."""
+    rows = []
+    for run in store.runs("bench")[:limit]:
+        acc = store.metrics(run["id"], "accuracy")
+        rows.append({"id": run["id"], "name": run["name"], "status": run["status"],
+                     "created_at": run["created_at"], "error": run["error"],
+                     "accuracy": acc[-1]["value"] if acc and run["status"] == "done" else None})
+    return rows
+
+
+def run_label(row: Mapping[str, Any]) -> str:
+    """``#3 pixel on synth/pairs.jsonl: 0.833`` (or the status when not done)."""
+    tail = (f"{row['accuracy']:.3f}" if row.get("accuracy") is not None
+            else str(row["status"]))
+    return f"#{row['id']} {row['name']}: {tail}"
+
+
+def accuracy_rows(result: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per accuracy figure: overall, then per category, then per ``by`` key."""
+
+    def row(group: str, label: str, r: Mapping[str, Any]) -> dict[str, Any]:
+        ci = r.get("accuracy_ci") or [None, None]
+        return {"group": group, "label": label, "n": r["n"],
+                "pairs": r.get("pairs", r.get("n_pairs")), "accuracy": r["accuracy"],
+                "ci_low": ci[0], "ci_high": ci[1], "failed": r.get("failed", 0)}
+
+    rows = [row("overall", "all", result)]
+    rows += [row("category", k, v) for k, v in result.get("by_category", {}).items()]
+    for key, table in result.get("by", {}).items():
+        rows += [row(key, k, v) for k, v in table.items()]
+    return rows
+
+
+def score_samples(result: Mapping[str, Any]) -> dict[str, list[float]]:
+    """Model scores of the humans' preferred candidates and of the others, over items
+    with a strict human order (the score distribution chart)."""
+    preferred: list[float] = []
+    other: list[float] = []
+    for item in result.get("items", []):
+        ranking = item.get("ranking")
+        if item.get("kind") != "evaluated" or not ranking:
+            continue
+        top = ranking[0] if isinstance(ranking[0], list) else [ranking[0]]
+        for k, score in enumerate(item["scores"]):
+            if score is not None:
+                (preferred if k in top else other).append(float(score))
+    return {"preferred": preferred, "other": other}
+
+
+def compare_runs(store: Store, root: Path, a: Any, b: Any) -> dict[str, Any]:
+    """Two runs' accuracies side by side: ``{"a": headline, "b": headline, "rows":
+    [{group, label, a, b, delta, n_a, n_b}]}`` over the union of their groups."""
+    ra, rb = load_result(store, root, a), load_result(store, root, b)
+    ta = {(r["group"], r["label"]): r for r in accuracy_rows(ra)}
+    tb = {(r["group"], r["label"]): r for r in accuracy_rows(rb)}
+    rows = []
+    for key in [*ta, *(k for k in tb if k not in ta)]:
+        x, y = ta.get(key, {}), tb.get(key, {})
+        acc_a, acc_b = x.get("accuracy"), y.get("accuracy")
+        rows.append({"group": key[0], "label": key[1], "a": acc_a, "b": acc_b,
+                     "delta": None if acc_a is None or acc_b is None else acc_b - acc_a,
+                     "n_a": x.get("n"), "n_b": y.get("n")})
+    return {"a": summary(ra), "b": summary(rb), "rows": rows}
+
+
+# -- the Data tab: import and export ----------------------------------------------------
+
+
+def import_dataset(store: Store, root: Path, *, path: str | None = None,
+                   upload: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """Import a ``.parquet``, a pair-format ``.jsonl`` (or folder) or a ``.zip`` of one,
+    from the data folder or an upload, all or nothing; returns the import's counts and
+    the dataset's label."""
+    from .exchange import import_pairs, import_parquet
+
+    if not upload and not (path or "").strip():
+        raise InputError("nothing to import: upload a .parquet or .zip, or type a path "
+                         "under the data folder")
+    with open_dataset(root, path=path, upload=upload,
+                      suffixes=(".jsonl", ".parquet")) as dataset:
+        if dataset.path.suffix.lower() == ".parquet":
+            counts = import_parquet(store, dataset.path)
+        else:
+            check_images(dataset)
+            counts = import_pairs(store, dataset.path)
+    return {"dataset": dataset.label, **counts}
+
+
+def export_store(store: Store, fmt: str, dest: Path) -> tuple[Path, int]:
+    """Write the store as ``fmt`` into ``dest``: ``parquet`` (one HF-layout file) or
+    ``jsonl`` (a zip of ``pairs.jsonl`` + ``images/``); returns (file, items)."""
+    from .exchange import export_pairs, export_parquet
+
+    fmt = (fmt or "").strip().lower()
+    if fmt not in ("parquet", "jsonl"):
+        raise InputError(f"export format must be 'parquet' or 'jsonl', got {fmt!r}")
+    dest.mkdir(parents=True, exist_ok=True)
+    prune(dest, EXPORT_MAX_AGE_S)
+    stem = f"studio-{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+    if fmt == "parquet":
+        target = dest / f"{stem}.parquet"
+        return target, export_parquet(store, target)
+    folder = dest / stem
+    try:
+        n = export_pairs(store, folder)
+        target = dest / f"{stem}.zip"
+        tmp = dest / f"{stem}.zip.tmp"
+        with zipfile.ZipFile(tmp, "w") as zf:
+            zf.write(folder / PAIRS_FILE, PAIRS_FILE, compress_type=zipfile.ZIP_DEFLATED)
+            for image in sorted((folder / "images").iterdir()):
+                # Image bytes are compressed already: store them as they are.
+                zf.write(image, f"images/{image.name}", compress_type=zipfile.ZIP_STORED)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        (dest / f"{stem}.zip.tmp").unlink(missing_ok=True)
+    return target, n
+
+
+def prune(folder: Path, max_age_s: float) -> None:
+    """Remove ``studio-*`` exports in ``folder`` older than ``max_age_s`` seconds."""
+    cutoff = time.time() - max_age_s
+    for entry in folder.glob("studio-*"):
+        with contextlib.suppress(OSError):
+            if entry.stat().st_mtime < cutoff:
+                if entry.is_dir():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink()
+
+
+def export_folder() -> Path:
+    """Where the app writes exports for download: the system temp folder, which gradio
+    serves files from (it copies them into its cache)."""
+    return Path(tempfile.gettempdir()) / "spatialreward-exports"
+
+
+__all__ = [
+    "DatasetFile", "accuracy_rows", "bench_runs", "check_images", "compare_runs", "data_root",
+    "export_store", "extract_zip", "import_dataset", "load_result", "open_dataset",
+    "resolve_data_path", "run_label", "run_recorded", "score_samples", "summary",
+]

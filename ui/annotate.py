@@ -1,0 +1,369 @@
+"""The Annotate tab: blind votes on stored items, the model's verdict shown only after.
+
+Who annotates: with ``--auth`` the logged-in user; otherwise a name typed once and kept
+in the browser (``gr.BrowserState``), which must be a registered annotator (a new name
+can be registered here, role ``annotator``, no password). Queues, the blind side order,
+mapping a vote back to candidates, undo and progress are :mod:`storage.annotate`; this
+module only lays them out. Keyboard: 1/A, 2/B, T, X, N, U (the ``HEAD`` script clicks
+the buttons by ``elem_id``; keys typed into a text field are left alone).
+
+API (``gradio_client``):
+
+- ``/annotate`` (annotator, item_id, choice, scores=None, regions=None, comment="",
+  seconds_spent=None) -> the stored judgment id. ``choice``: ``A``/``B``/... (or
+  ``1``/``2``), ``tie``, ``both bad`` or a ranking ``B > A = C``, in the shown labels of
+  ``/next_item``'s order; ``scores`` ``{"A": {"overall": 7}}``; ``regions``
+  ``[{"candidate": "A", "bbox_2d": [x1, y1, x2, y2]}]`` (0..1000). With a login the
+  logged-in user votes; another annotator name is refused.
+- ``/undo`` (annotator) -> the id of the retraction of the annotator's last vote.
+- ``/next_item`` (annotator, queue="all", after=None) -> ``{item_id, instruction,
+  n_candidates, order, labels, queue, judged, total}``; ``item_id`` is None when the
+  annotator has judged every item of the queue. ``order[k]`` is the candidate shown as
+  ``labels[k]``.
+"""
+
+# No ``from __future__ import annotations`` here: gr.api reads the API functions' return
+# annotations at runtime to describe the endpoints.
+
+import io
+import json
+import logging
+import time
+from typing import Any
+
+import gradio as gr
+from PIL import Image
+
+from spatialreward.errors import InputError
+from spatialreward.service import Services
+from storage import annotate as ann
+from storage.store import SCORE_DIMENSIONS
+
+from .errors import user_errors
+
+log = logging.getLogger(__name__)
+
+KEYS = {"1": "vote-a", "a": "vote-a", "2": "vote-b", "b": "vote-b", "t": "vote-tie",
+        "x": "vote-bad", "n": "next-item", "u": "undo-vote"}
+HEAD = """<script>
+(() => {
+  const keys = KEYS;
+  document.addEventListener("keydown", (event) => {
+    if (event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
+    const target = event.target;
+    if (target && (target.isContentEditable
+        || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName))) return;
+    const id = keys[event.key.toLowerCase()];
+    const el = id && document.getElementById(id);
+    const button = el && (el.tagName === "BUTTON" ? el : el.querySelector("button"));
+    // Only a button on screen: the Annotate tab is open and the button applies.
+    if (!button || button.disabled || button.getClientRects().length === 0) return;
+    event.preventDefault();
+    button.click();
+  });
+})();
+</script>""".replace("KEYS", json.dumps(KEYS))
+SHORTCUTS = ("**Keys:** `1`/`A` vote A · `2`/`B` vote B · `T` tie · `X` both bad · "
+             "`N` next item · `U` undo my last vote")
+HIDDEN_VERDICT = "*The model's verdict stays hidden until you vote.*"
+STORAGE_KEY = "spatialreward-annotator"
+# The saved name is not a secret; a fixed key only lets it survive an app restart.
+STORAGE_SECRET = "spatialreward-annotator-name"
+
+
+def _image(store: Any, sha: str) -> Image.Image:
+    return Image.open(io.BytesIO(store.image_bytes(sha))).convert("RGB")
+
+
+def build_annotate_tab(services: Services) -> None:
+    auth = services.config.auth
+
+    def store() -> Any:
+        return services.store
+
+    def identify(name: str | None, request: gr.Request | None) -> str:
+        return ann.resolve_annotator(store(), name, getattr(request, "username", None), auth)
+
+    saved_name = gr.BrowserState("", storage_key=STORAGE_KEY, secret=STORAGE_SECRET)
+    session = gr.State({})  # item_id, order, shown_at, prefill (regions text), vote
+    with gr.Row():
+        name = gr.Textbox(label="Annotator" + (" (logged in)" if auth else ""),
+                          placeholder="your name", interactive=not auth, scale=2,
+                          elem_id="annotator-name")
+        start = gr.Button("Start", scale=1, visible=not auth, elem_id="annotator-start")
+        register = gr.Button("Register this name", scale=1, visible=False,
+                             elem_id="register-annotator")
+        queue = gr.Dropdown([(label, key) for key, label in ann.QUEUES.items()], value="all",
+                            label="Queue", scale=2, elem_id="annotate-queue")
+    who = gr.Markdown(elem_id="annotator-status")
+    progress = gr.Markdown(elem_id="annotate-progress")
+    instruction = gr.Markdown(elem_id="annotate-instruction")
+    with gr.Row():
+        source = gr.Image(label="Source", interactive=False, scale=1, height=360,
+                          elem_id="annotate-source")
+        candidates = gr.Gallery(label="Candidates (shuffled; which model made which is hidden)",
+                                columns=2, height="auto", object_fit="contain", scale=2,
+                                interactive=False, elem_id="annotate-candidates")
+    with gr.Row():
+        vote_a = gr.Button("A is better (1)", variant="primary", elem_id="vote-a")
+        vote_b = gr.Button("B is better (2)", variant="primary", elem_id="vote-b")
+        vote_tie = gr.Button("Tie (T)", elem_id="vote-tie")
+        vote_bad = gr.Button("Both bad (X)", variant="stop", elem_id="vote-bad")
+    with gr.Row():
+        ranking = gr.Textbox(label="Ranking, best first ('=' for a tie)",
+                             placeholder="B > A = C", visible=False, scale=3,
+                             elem_id="annotate-ranking")
+        vote_rank = gr.Button("Submit ranking", variant="primary", visible=False, scale=1,
+                              elem_id="vote-rank")
+    with gr.Accordion("Scores, regions and a comment (optional)", open=False):
+        scores = gr.Dataframe(headers=["candidate", *SCORE_DIMENSIONS],
+                              datatype=["str"] * (1 + len(SCORE_DIMENSIONS)), type="array",
+                              static_columns=[0], label="Scores 0..10 (blank: not scored)",
+                              elem_id="annotate-scores")
+        regions = gr.Textbox(label="Regions: one box per line, 'A: x1,y1,x2,y2 label' "
+                                   "(0..1000; prefilled with the model's regions when known)",
+                             lines=3, elem_id="annotate-regions")
+        comment = gr.Textbox(label="Comment", lines=2, elem_id="annotate-comment")
+    verdict = gr.Markdown(HIDDEN_VERDICT, elem_id="model-verdict")
+    with gr.Row():
+        next_btn = gr.Button("Next item (N)", elem_id="next-item")
+        undo_btn = gr.Button("Undo my last vote (U)", elem_id="undo-vote")
+    status = gr.Markdown(elem_id="annotate-status")
+    gr.Markdown(SHORTCUTS, elem_id="annotate-keys")
+
+    item_outputs = [session, instruction, source, candidates, vote_a, vote_b, ranking,
+                    vote_rank, scores, regions, comment, verdict, progress, status]
+    identity_outputs = [name, register, who]
+
+    def item_view(annotator: str | None, queue_name: str, item_id: int | None,
+                  note: str = "") -> tuple[Any, ...]:
+        """Everything ``item_outputs`` shows for one item (or for none)."""
+        s = store()
+        if annotator is None or item_id is None:
+            text = ("*Type your name and press Start.*" if annotator is None
+                    else "**Nothing left to judge in this queue.** Pick another queue.")
+            done = "" if annotator is None else str(ann.progress(s, annotator, queue_name))
+            return ({}, text, None, [], gr.update(visible=True), gr.update(visible=True),
+                    gr.update(visible=False, value=""), gr.update(visible=False), [], "", "",
+                    HIDDEN_VERDICT, done, note)
+        shown = ann.shown_item(s, annotator, item_id)
+        n, labels = shown["n_candidates"], shown["labels"]
+        prefill = ann.format_regions(ann.predicted_regions(s, item_id, shown["order"]))
+        state = {"item_id": item_id, "order": shown["order"], "shown_at": time.monotonic(),
+                 "prefill": prefill, "vote": None}
+        pair = n == 2
+        return (state, f"**Item {item_id}** · {shown['instruction']}",
+                _image(s, shown["source"]),
+                gr.update(value=[(_image(s, sha), label)
+                                 for sha, label in zip(shown["candidates"], labels, strict=True)],
+                          columns=min(n, 4)),
+                gr.update(visible=pair), gr.update(visible=pair),
+                gr.update(visible=not pair, value=""), gr.update(visible=not pair),
+                [[label] + [""] * len(SCORE_DIMENSIONS) for label in labels], prefill, "",
+                HIDDEN_VERDICT, str(ann.progress(s, annotator, queue_name)), note)
+
+    def identity_view(entered: str) -> tuple[Any, ...]:
+        """(name, register button, who) for a typed or logged-in name; and the annotator
+        when it is registered."""
+        entered = (entered or "").strip()
+        if not entered:
+            return (entered, gr.update(visible=False),
+                    "*Type your name and press Start (Enter).*"), None
+        if ann.is_registered(store(), entered):
+            return (entered, gr.update(visible=False),
+                    f"Annotating as **{entered}**."), entered
+        return (entered, gr.update(visible=not auth, value=f"Register “{entered}”"),
+                f"**{entered}** is not a registered annotator yet. Register this name as a "
+                "new annotator?"), None
+
+    def show_next(annotator: str | None, queue_name: str, after: int | None = None,
+                  note: str = "") -> tuple[Any, ...]:
+        item_id = None if annotator is None else ann.next_item(store(), annotator, queue_name,
+                                                               after=after)
+        return item_view(annotator, queue_name, item_id, note)
+
+    @user_errors
+    def on_load(saved: str | None, queue_name: str, request: gr.Request) -> tuple[Any, ...]:
+        entered = (request.username or "") if auth else (saved or "")
+        identity, annotator = identity_view(entered)
+        return (*identity, *show_next(annotator, queue_name))
+
+    @user_errors
+    def on_restore(saved: str | None, entered: str, queue_name: str) -> tuple[Any, ...]:
+        # The browser reads the saved name when the tab first renders, after the page's
+        # load event; it arrives here as a change. A name already on screen wins.
+        if auth or not (saved or "").strip() or (entered or "").strip():
+            return tuple(gr.skip() for _ in identity_outputs + item_outputs)
+        identity, annotator = identity_view(saved or "")
+        return (*identity, *show_next(annotator, queue_name))
+
+    @user_errors
+    def on_start(entered: str, queue_name: str) -> tuple[Any, ...]:
+        identity, annotator = identity_view(entered)
+        return (identity[0], *identity, *show_next(annotator, queue_name))
+
+    @user_errors
+    def on_register(entered: str, queue_name: str) -> tuple[Any, ...]:
+        if auth:
+            raise InputError("with login on, an admin registers annotators "
+                             "(python -m spatialreward db add-annotator NAME --password)")
+        added = ann.register(store(), entered)
+        identity, annotator = identity_view(added)
+        return (added, *identity, *show_next(annotator, queue_name))
+
+    @user_errors
+    def on_next(entered: str, queue_name: str, state: dict[str, Any],
+                request: gr.Request) -> tuple[Any, ...]:
+        annotator = identify(entered, request)
+        return show_next(annotator, queue_name, after=(state or {}).get("item_id"))
+
+    @user_errors
+    def on_queue(entered: str, queue_name: str, request: gr.Request) -> tuple[Any, ...]:
+        annotator = identify(entered, request) if (entered or auth) else None
+        return show_next(annotator, queue_name)
+
+    def make_vote(choice: str | None):
+        @user_errors
+        def on_vote(entered: str, queue_name: str, state: dict[str, Any], ranking_text: str,
+                    score_rows: Any, region_text: str, note: str,
+                    request: gr.Request) -> tuple[Any, ...]:
+            annotator = identify(entered, request)
+            if not (state or {}).get("item_id"):
+                raise InputError("no item on screen to vote on; press Start or pick a queue")
+            s, order = store(), state["order"]
+            typed = (region_text or "").strip()
+            boxes = (None if typed == state["prefill"].strip()  # untouched model boxes
+                     else ann.parse_regions(typed, len(order)))
+            elapsed = time.monotonic() - state["shown_at"]
+            jid = ann.annotate(
+                s, annotator, state["item_id"], choice if choice else ranking_text,
+                order=order, scores=ann.parse_scores(_rows(score_rows)), regions=boxes,
+                comment=note, seconds_spent=elapsed if elapsed < 86_400 else None)
+            label = ann.vote_label(s, jid, order)
+            edited = " (replacing your earlier vote)" if state.get("vote") else ""
+            return ({**state, "vote": jid}, "*Asking the model…*",
+                    str(ann.progress(s, annotator, queue_name)),
+                    f"Stored your vote **{label}**{edited} (judgment #{jid}, {elapsed:.1f} s). "
+                    "Press **N** for the next item or **U** to undo.")
+        return on_vote
+
+    @user_errors
+    def on_reveal(state: dict[str, Any]) -> str:
+        if not (state or {}).get("vote"):
+            return HIDDEN_VERDICT
+        s, order = store(), state["order"]
+        try:
+            judgments = s.judge_item(state["item_id"], services.backend(None))
+        except Exception as err:  # shown as it is, never turned into a verdict
+            log.exception("the model failed on item %s", state["item_id"])
+            return f"**The model could not judge this item:** {type(err).__name__}: {err}"
+        return verdict_text(ann.model_verdict(judgments, order),
+                            ann.vote_label(s, state["vote"], order))
+
+    @user_errors
+    def on_undo(entered: str, queue_name: str, state: dict[str, Any],
+                request: gr.Request) -> tuple[Any, ...]:
+        annotator = identify(entered, request)
+        undone = ann.undo_last(store(), annotator)
+        state = dict(state or {})
+        verdict_now: Any = gr.update()
+        if state.get("item_id") == undone.item_id:
+            state["vote"] = None
+            verdict_now = HIDDEN_VERDICT
+        return (state, verdict_now, str(ann.progress(store(), annotator, queue_name)),
+                f"Undid your vote on item {undone.item_id} (retraction "
+                f"#{undone.retraction_id}).")
+
+    # The UI's own events stay out of the API (their inputs are screen state); each still
+    # has a stable name.
+    root = gr.context.Context.root_block  # the Blocks being built: run on_load per page
+    if root is None:
+        raise RuntimeError("build_annotate_tab must be called inside a gr.Blocks")
+    root.load(on_load, [saved_name, queue], identity_outputs + item_outputs,
+              api_name="annotate_load", api_visibility="private")
+    saved_name.change(on_restore, [saved_name, name, queue], identity_outputs + item_outputs,
+                      api_name="annotate_restore", api_visibility="private")
+    for trigger in (start.click, name.submit):
+        trigger(on_start, [name, queue], [saved_name, *identity_outputs, *item_outputs],
+                api_name="annotate_start", api_visibility="private")
+    register.click(on_register, [name, queue], [saved_name, *identity_outputs, *item_outputs],
+                   api_name="annotate_register", api_visibility="private")
+    queue.input(on_queue, [name, queue], item_outputs, api_name="annotate_queue",
+                api_visibility="private")
+    next_btn.click(on_next, [name, queue, session], item_outputs, api_name="annotate_next",
+                   api_visibility="private")
+    vote_inputs = [name, queue, session, ranking, scores, regions, comment]
+    vote_outputs = [session, verdict, progress, status]
+    for button, choice in ((vote_a, "A"), (vote_b, "B"), (vote_tie, "tie"),
+                           (vote_bad, "both_bad"), (vote_rank, None)):
+        event = f"annotate_{(button.elem_id or '').replace('-', '_')}"
+        button.click(make_vote(choice), vote_inputs, vote_outputs, api_name=event,
+                     api_visibility="private"
+                     ).success(on_reveal, session, verdict, api_name=f"{event}_reveal",
+                               api_visibility="private", concurrency_id="model",
+                               concurrency_limit=1)
+    undo_btn.click(on_undo, [name, queue, session], [session, verdict, progress, status],
+                   api_name="annotate_undo", api_visibility="private")
+
+    # -- the API -------------------------------------------------------------------------
+
+    @user_errors
+    def api_annotate(request: gr.Request, annotator: str, item_id: int, choice: str,
+                     scores: dict | None = None, regions: list | None = None,
+                     comment: str = "", seconds_spent: float | None = None) -> int:
+        """Store a vote; choice, scores and regions use the shown labels (A, B, ...)."""
+        who = identify(annotator, request)
+        return ann.annotate(store(), who, int(item_id), choice, scores=scores,
+                            regions=regions, comment=comment or "",
+                            seconds_spent=seconds_spent)
+
+    @user_errors
+    def api_undo(request: gr.Request, annotator: str) -> int:
+        """Retract the annotator's most recent current vote; returns the retraction id."""
+        return ann.undo_last(store(), identify(annotator, request)).retraction_id
+
+    @user_errors
+    def api_next_item(request: gr.Request, annotator: str, queue: str = "all",
+                      after: int | None = None) -> dict:
+        """The next item the annotator has not judged in ``queue``, with its shown order."""
+        who = identify(annotator, request)
+        s = store()
+        item_id = ann.next_item(s, who, queue, after=after)
+        done = ann.progress(s, who, queue)
+        shown: dict[str, Any] = {"item_id": None, "instruction": None, "n_candidates": 0,
+                                 "order": [], "labels": []}
+        if item_id is not None:
+            shown = {k: v for k, v in ann.shown_item(s, who, item_id).items()
+                     if k not in ("source", "candidates")}
+        return {**shown, "queue": queue, "judged": done.judged, "total": done.total}
+
+    gr.api(api_annotate, api_name="annotate")
+    gr.api(api_undo, api_name="undo")
+    gr.api(api_next_item, api_name="next_item")
+
+
+def _rows(value: Any) -> list[list[Any]]:
+    """Table rows from a Dataframe value (a list of rows, or a pandas frame)."""
+    if value is None:
+        return []
+    if hasattr(value, "values") and hasattr(value, "columns"):
+        return value.values.tolist()
+    if isinstance(value, dict):  # {"headers": [...], "data": [...]}
+        return list(value.get("data") or [])
+    return [list(r) for r in value]
+
+
+def verdict_text(verdict: dict[str, Any], mine: str) -> str:
+    """The model's verdict beside the annotator's vote, in the shown labels."""
+    scores = " · ".join(f"{label} {'–' if v is None else f'{v:.2f}'}"
+                        for label, v in verdict["overall"].items())
+    head = f"**Model verdict** ({verdict['backend']} {verdict['version']}): "
+    pick = verdict["pick"]
+    if pick is None:
+        errors = "; ".join(f"{k}: {v}" for k, v in verdict["errors"].items())
+        return head + f"no complete judgment ({errors or 'a candidate has no score'})."
+    says = "a tie" if pick == "tie" else f"**{pick}** is better"
+    top = mine.split(" > ")[0]  # a ranking's best group
+    same = top == pick or (pick == "tie" and "=" in top)
+    agree = "you agree" if same else "you disagree"
+    return head + f"{says}. Overall: {scores}.\n\nYou voted **{mine}**: {agree}."
