@@ -37,7 +37,7 @@ system-deps:
 	fi
 
 run: install
-	$(BIN)/python app.py --host $(HOST) --port $(PORT)
+	$(BIN)/python app.py --host $(HOST) --port $(PORT) $(if $(BACKEND),--backend $(BACKEND))
 
 test: install-dev
 	$(BIN)/python -m pytest

@@ -93,10 +93,10 @@ def test_bad_input_is_one_clear_line(pair, tmp_path, args, message):
     assert "Traceback" not in out.stderr
 
 
-def test_backends_command_lists_both_embedded_backends():
+def test_backends_command_lists_every_backend():
     out = run_cli("backends")
     names = [line.split()[0] for line in out.stdout.splitlines()]
-    assert out.returncode == 0 and names == ["mini", "pixel"]
+    assert out.returncode == 0 and names == ["mini", "pixel", "vlm"]
 
 
 def test_default_backend_is_the_shipped_mini_model(pair):

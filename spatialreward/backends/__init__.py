@@ -25,6 +25,8 @@ _BUILTIN = {
               "pixel-evidence baseline: finds changed regions; does not read the instruction"),
     "mini": ("spatialreward.backends.mini",
              "SpatialReward-Mini: locates the edit regions, then judges them (embedded)"),
+    "vlm": ("spatialreward.backends.vlm",
+            "a Qwen3-VL / Qwen2.5-VL judge checkpoint on disk, e.g. vlm:/models/SpatialReward-8B"),
 }
 
 

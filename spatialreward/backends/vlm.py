@@ -1,0 +1,223 @@
+"""The ``vlm`` backend: a Qwen3-VL / Qwen2.5-VL reward checkpoint run through transformers.
+
+``vlm:PATH[,key=value...]`` loads the checkpoint directory PATH from disk (never from a
+hub) with the settings of :class:`~spatialreward.vlm.config.VLMConfig`, e.g.
+``vlm:/models/SpatialReward-8B`` or ``vlm:/models/Qwen3-VL-8B-Instruct,adapter=/models/lora``.
+
+A judgment takes the protocol's calls (SpatialReward: SC on [source, edited] with
+regions, PQ on [edited]); the answers are parsed by
+:func:`spatialreward.protocol.parse_judgment`, so an unusable answer becomes a
+``parse_failed`` judgment that keeps the raw text, never a score. Boxes come back in
+0..1000 of the edited image; under the Studio's stretch convention (the edited image is
+stretched onto the source frame, :func:`spatialreward.images.align_to_source`) those are
+the same normalised numbers in the source frame, which is where regions live. The
+attention diagnostics come from the SC call's own forward pass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ..errors import ConfigError, InputError
+from ..judgment import Judgment
+from ..protocol import parse_judgment
+from ..regions import PixelEvidence
+from ..vlm.attention import AttentionMaps, RawAttention, build_maps, summarise
+from ..vlm.checkpoint import Loaded, build_image_processor, fingerprint, load_checkpoint
+from ..vlm.config import VLMConfig
+from ..vlm.prompts import Prompts, load_prompts
+from ..vlm.runner import Output, Request, Runner
+from . import register
+
+_NO_REGIONS_WARNING = "sc: no edit_region in the answer; read as no regions"
+
+
+class VLMBackend:
+    """A generative Qwen-VL judge; see the module docstring."""
+
+    name = "vlm"
+
+    def __init__(self, config: VLMConfig, loaded: Loaded | None = None,
+                 weights: str | None = None) -> None:
+        self.config = config
+        self.prompts: Prompts = load_prompts(config.prompts)  # fail fast, before loading
+        loaded = loaded or load_checkpoint(config)
+        self.loaded = loaded
+        self.runner = Runner(loaded.model, loaded.tokenizer, loaded.image_processor,
+                             loaded.chat_template, config)
+        weights = weights or fingerprint(loaded.info)
+        self.version = f"{loaded.info.architecture}-{weights}-{self._settings_digest()}"
+
+    @classmethod
+    def from_model(cls, model: Any, tokenizer: Any, config: VLMConfig, *,
+                   architecture: str = "qwen3_vl", chat_template: str | None = None
+                   ) -> VLMBackend:
+        """A backend around an already built model (the GPU check builds random weights
+        in memory); its version says the weights are not from a checkpoint."""
+        from ..vlm.architectures import CHAT_TEMPLATE
+        from ..vlm.checkpoint import CheckpointInfo
+
+        info = CheckpointInfo(path=config.path, architecture=architecture, adapter=None,
+                              weights=())
+        device = str(model.device)
+        loaded = Loaded(model=model, tokenizer=tokenizer,
+                        image_processor=build_image_processor(None, architecture, config),
+                        chat_template=chat_template or tokenizer.chat_template or CHAT_TEMPLATE,
+                        chat_template_origin="given", info=info, device=device,
+                        dtype=str(model.dtype).removeprefix("torch."))
+        return cls(config, loaded=loaded, weights="in-memory")
+
+    def _settings_digest(self) -> str:
+        c, loaded = self.config, self.loaded
+        settings = {
+            "prompts": self.prompts.digest, "chat_template": loaded.chat_template,
+            "dtype": loaded.dtype, "max_pixels": c.max_pixels,
+            "min_pixels": int(loaded.image_processor.size.shortest_edge),
+            "max_new_tokens": c.max_new_tokens, "min_new_tokens": c.min_new_tokens,
+            "samples": c.samples,
+            "sampling": [c.temperature, c.top_p, c.seed] if c.sampling else None,
+        }
+        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+
+    # -- judging -------------------------------------------------------------------------
+    def _requests(self, source: Image.Image, edited: Image.Image, instruction: str
+                  ) -> list[Request]:
+        by_role = {"source": source, "edited": edited}
+        return [self.runner.request(call, instruction, [by_role[r] for r in call.images])
+                for call in self.prompts.calls]
+
+    def judge(self, source: Image.Image, edited: Image.Image, instruction: str,
+              evidence: PixelEvidence | None = None) -> Judgment:
+        return self.judge_many([(source, edited, instruction)])[0]
+
+    def judge_many(self, triples: Sequence[tuple[Image.Image, Image.Image, str]],
+                   evidences: Sequence[PixelEvidence | None] | None = None) -> list[Judgment]:
+        """Judge several (source, edited, instruction) triples, batched: all SC calls, then
+        all PQ calls, ``samples`` answers each. Candidates that share a source image have it
+        encoded once. ``evidences`` is accepted for the Backend protocol and not used: the
+        model locates the edit itself."""
+        if not triples:
+            return []
+        n, calls = self.config.samples, len(self.prompts.calls)
+        per_triple = [self._requests(s, e, t) for s, e, t in triples]
+        # Order: call by call, triple by triple, sample by sample (SC rows batch together).
+        requests = [per_triple[k][c] for c in range(calls) for k in range(len(triples))
+                    for _ in range(n)]
+        capture = self.config.attention_queries if self.config.attention_summary else None
+        t0 = time.perf_counter()
+        outputs = self.runner.generate(requests, capture=capture)
+        elapsed = (time.perf_counter() - t0) * 1e3 / len(triples)
+
+        def answers(call: int, k: int) -> list[Output]:
+            start = (call * len(triples) + k) * n
+            return outputs[start : start + n]
+
+        return [self._judgment(answers(0, k), answers(1, k) if calls > 1 else None, elapsed,
+                               source.size, edited.size)
+                for k, (source, edited, _) in enumerate(triples)]
+
+    def _judgment(self, sc: list[Output], pq: list[Output] | None, elapsed_ms: float,
+                  source_size: tuple[int, int], edited_size: tuple[int, int]) -> Judgment:
+        samples = [parse_judgment(s.text, None if pq is None else pq[i].text,
+                                  backend=self.name, backend_version=self.version,
+                                  aggregation=self.prompts.aggregation)
+                   for i, s in enumerate(sc)]
+        judgment = samples[0] if len(samples) == 1 else _average(samples)
+        if not self.prompts.regions:  # region-free protocols never answer edit_region
+            judgment = dataclasses.replace(
+                judgment, warnings=tuple(w for w in judgment.warnings if w != _NO_REGIONS_WARNING))
+        raw = sc[0].answer_attention or sc[0].prompt_attention
+        attention = None
+        if raw is not None:
+            by_role = dict(zip(self.prompts.sc.images, raw.per_image, strict=True))
+            attention = summarise(by_role.get("source"), by_role["edited"],
+                                  [r.bbox_2d for r in judgment.regions])
+        timings = {k: round(sum(o.timings_ms.get(k, 0.0) for o in sc + (pq or [])), 2)
+                   for k in ("prepare", "generate")}
+        timings["model"] = round(elapsed_ms, 2)
+        meta = {**judgment.meta, "prompts": self.prompts.name,
+                "architecture": self.loaded.info.architecture,
+                "new_tokens": [o.new_tokens for o in sc + (pq or [])],
+                "box_frame": "edited 0..1000 = source 0..1000 (stretch convention)",
+                "image_sizes": {"source": list(source_size), "edited": list(edited_size)}}
+        if attention is not None and raw is not None:
+            meta["attention_queries"] = raw.kind
+        return dataclasses.replace(judgment, attention=attention, timings_ms=timings, meta=meta)
+
+    # -- attention maps ------------------------------------------------------------------
+    def attention(self, source: Image.Image, edited: Image.Image, instruction: str,
+                  queries: str | None = None) -> AttentionMaps:
+        """The SC call's attention maps: from the instruction text after the images
+        (``queries='prompt'``, one forward pass) or from the generated answer
+        (``'answer'``, runs the SC call), with sinks handled as configured."""
+        queries = queries or self.config.attention_queries
+        if queries not in ("prompt", "answer"):
+            raise InputError(f"queries must be 'prompt' or 'answer', got {queries!r}")
+        request = self._requests(source, edited, instruction)[0]
+        raw: RawAttention | None
+        if queries == "prompt":
+            raw = self.runner.prompt_attention([request])[0]
+        else:
+            raw = self.runner.generate([request], capture="answer")[0].answer_attention
+            if raw is None:
+                raise InputError("the model answered with a single token; there is no answer "
+                                 "attention to show (try queries='prompt')")
+        return build_maps(raw, self.prompts.sc.images, self.config.sinks, self.config.sink_factor)
+
+    def attention_maps(self, source: Image.Image, edited: Image.Image, instruction: str
+                       ) -> np.ndarray:
+        """(layers, heads, 2, rows, cols): attention to the source (index 0) and edited
+        (index 1) image tokens on the source's token grid - an edited image with another
+        grid is resampled onto it (mass kept) - each (layer, head) summing to 1 over both
+        images, sinks suppressed. Same convention as the embedded model's maps."""
+        return self.attention(source, edited, instruction).maps
+
+
+def _average(samples: Sequence[Judgment]) -> Judgment:
+    """EditScore-style self-ensemble: the mean of the usable samples' scores; regions and
+    reasoning from the first usable sample; every raw answer kept in ``meta``."""
+    sc_ok = [s.sc for s in samples if s.sc is not None]
+    pq_ok = [s.pq for s in samples if s.pq is not None]
+    expects_pq = any(s.raw_pq is not None for s in samples)
+    base = next((s for s in samples if s.status == "ok"),
+                next((s for s in samples if s.sc is not None), samples[0]))
+    n = len(samples)
+    warnings = list(base.warnings)
+    if 0 < len(sc_ok) < n:
+        warnings.append(f"{n - len(sc_ok)} of {n} SC samples unusable; averaged the other "
+                        f"{len(sc_ok)}")
+    if expects_pq and 0 < len(pq_ok) < n:
+        warnings.append(f"{n - len(pq_ok)} of {n} PQ samples unusable; averaged the other "
+                        f"{len(pq_ok)}")
+
+    def mean(pairs: list[tuple[float, float]]) -> tuple[float, float] | None:
+        return (round(float(np.mean([p[0] for p in pairs])), 3),
+                round(float(np.mean([p[1] for p in pairs])), 3)) if pairs else None
+
+    sc, pq = mean(sc_ok), mean(pq_ok)
+    ok = sc is not None and (pq is not None or not expects_pq)
+    errors = "; ".join(dict.fromkeys(s.error for s in samples if s.error))
+    return dataclasses.replace(
+        base, status="ok" if ok else "parse_failed", sc=sc, pq=pq,
+        error=None if ok else (errors or "no usable sample"), warnings=tuple(warnings),
+        meta={**base.meta, "samples": n, "sc_samples": [list(p) for p in sc_ok],
+              "pq_samples": [list(p) for p in pq_ok],
+              "raw_sc_samples": [s.raw_sc for s in samples],
+              "raw_pq_samples": [s.raw_pq for s in samples]})
+
+
+@register("vlm")
+def build(argument: str | None) -> VLMBackend:
+    config = VLMConfig.from_argument(argument)
+    try:
+        return VLMBackend(config)
+    except ImportError as err:  # e.g. a transformers without Qwen-VL support
+        raise ConfigError(f"the vlm backend could not start: {err}") from None

@@ -1,0 +1,149 @@
+"""Settings of the VLM backend: one frozen, validated dataclass, parsed from the backend spec.
+
+A spec is ``vlm:PATH`` optionally followed by ``,key=value`` settings::
+
+    vlm:/models/SpatialReward-8B
+    vlm:/models/Qwen3-VL-8B-Instruct,adapter=/models/sr-lora,max_pixels=401408
+    vlm:/models/EditScore-7B,prompts=editscore,samples=4
+
+The keys are the field names of :class:`VLMConfig`; ``python -m spatialreward backends``
+lists the backends and ``docs/vlm.md`` every setting.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+
+DEVICES = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+DTYPES = ("auto", "bfloat16", "float16", "float32")
+ATTENTION = ("sdpa", "eager")
+QUERIES = ("prompt", "answer")
+SINKS = ("suppress", "keep")
+
+
+def _help(default: Any, text: str) -> Any:
+    return field(default=default, metadata={"help": text})
+
+
+@dataclass(frozen=True)
+class VLMConfig:
+    """Everything that decides how a checkpoint is loaded and run."""
+
+    path: Path = _help(MISSING, "checkpoint directory (config.json, *.safetensors, tokenizer)")
+    adapter: Path | None = _help(None, "LoRA adapter directory (adapter_config.json + "
+                                       "adapter_model.safetensors), merged into the weights")
+    prompts: str = _help("spatialreward", "judging protocol: 'spatialreward', 'editscore' "
+                                          "or the path of your own .toml template file")
+    device: str = _help("auto", "'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'")
+    dtype: str = _help("auto", "'auto' (bfloat16 on CUDA, float32 on CPU), 'bfloat16', "
+                               "'float16' or 'float32'")
+    attn: str = _help("sdpa", "attention kernel of the language model: 'sdpa' or 'eager'")
+    max_pixels: int = _help(589_824, "largest image the model sees, in pixels (each image is "
+                                     "resized to fit; 589,824 = SpatialReward's evaluation)")
+    min_pixels: int | None = _help(None, "smallest image the model sees (default: the "
+                                         "checkpoint's preprocessor setting)")
+    max_new_tokens: int = _help(512, "longest answer per call")
+    min_new_tokens: int = _help(0, "shortest answer per call (benchmarks set it to fix the "
+                                   "answer length; judging leaves it at 0)")
+    samples: int = _help(1, "answers per call; above 1 they are sampled and their scores "
+                            "averaged (EditScore's self-ensemble)")
+    temperature: float = _help(0.7, "sampling temperature, used only when samples > 1")
+    top_p: float = _help(1.0, "nucleus sampling threshold, used only when samples > 1")
+    seed: int = _help(0, "random seed for sampling")
+    batch_size: int = _help(8, "sequences per generate() call")
+    reuse_images: bool = _help(True, "encode each distinct image once and reuse it (a shared "
+                                     "source across candidates, an edit across SC and PQ)")
+    image_cache: int = _help(16, "encoded images kept for reuse across calls")
+    attention_summary: bool = _help(True, "capture the SC call's attention to compute the "
+                                          "judgment's attention diagnostics")
+    attention_queries: str = _help("prompt", "which tokens' attention the maps and "
+                                             "diagnostics read: 'prompt' (the instruction "
+                                             "text after the images) or 'answer' (the "
+                                             "generated tokens)")
+    sinks: str = _help("suppress", "sink tokens in attention maps: 'suppress' (replace them "
+                                   "by the map's median) or 'keep'")
+    sink_factor: float = _help(10.0, "an image token is a sink when it holds more than this "
+                                     "many times the uniform share in most layers and heads")
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "path", Path(self.path).expanduser())
+        if self.adapter is not None:
+            set_(self, "adapter", Path(self.adapter).expanduser())
+        if not DEVICES.match(self.device):
+            raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        for name, allowed in (("dtype", DTYPES), ("attn", ATTENTION),
+                              ("attention_queries", QUERIES), ("sinks", SINKS)):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name} must be one of {', '.join(allowed)}, "
+                                  f"got {getattr(self, name)!r}")
+        positive = ("max_pixels", "max_new_tokens", "samples", "batch_size", "image_cache")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.min_pixels is not None and not 1 <= self.min_pixels <= self.max_pixels:
+            raise ConfigError(f"min_pixels must be in 1..max_pixels ({self.max_pixels}), "
+                              f"got {self.min_pixels}")
+        if not 0 <= self.min_new_tokens <= self.max_new_tokens:
+            raise ConfigError("min_new_tokens must be in 0..max_new_tokens")
+        if not self.temperature > 0 or not 0 < self.top_p <= 1:
+            raise ConfigError("temperature must be > 0 and top_p in (0, 1]")
+        if self.sink_factor <= 1:
+            raise ConfigError(f"sink_factor must be above 1, got {self.sink_factor}")
+
+    @property
+    def sampling(self) -> bool:
+        return self.samples > 1
+
+    @classmethod
+    def from_argument(cls, argument: str | None) -> VLMConfig:
+        """Parse ``PATH[,key=value...]`` (the part of the spec after ``vlm:``).
+
+        >>> c = VLMConfig.from_argument("/m/sr8b,max_pixels=401408,reuse_images=no")
+        >>> str(c.path), c.max_pixels, c.reuse_images
+        ('/m/sr8b', 401408, False)
+        """
+        if not argument or not argument.strip():
+            raise ConfigError(
+                "the vlm backend needs a checkpoint directory: --backend vlm:/path/to/checkpoint "
+                "(optionally followed by ,key=value settings; see docs/vlm.md)"
+            )
+        # Split only before "key=" so a path may contain commas that are not followed by one.
+        path, *pairs = re.split(r",(?=\s*\w+\s*=)", argument.strip())
+        known = {f.name: f for f in fields(cls)}
+        values: dict[str, Any] = {"path": path.strip()}
+        for pair in pairs:
+            key, _, raw = (p.strip() for p in pair.partition("="))
+            if key not in known or key == "path":
+                names = ", ".join(n for n in known if n != "path")
+                raise ConfigError(f"unknown vlm setting {key!r}; known settings: {names}")
+            values[key] = _convert(key, raw, known[key].type)
+        return cls(**values)
+
+    def describe(self) -> dict[str, Any]:
+        """The settings as plain JSON values (for meta fields and logs)."""
+        return {f.name: (str(v) if isinstance(v := getattr(self, f.name), Path) else v)
+                for f in fields(self)}
+
+
+def _convert(key: str, raw: str, kind: Any) -> Any:
+    kind = str(kind)
+    try:
+        if kind.startswith("bool"):
+            if raw.lower() not in {"1", "0", "true", "false", "yes", "no"}:
+                raise ValueError(raw)
+            return raw.lower() in {"1", "true", "yes"}
+        if kind.startswith("int"):
+            return None if raw.lower() == "none" else int(raw.replace("_", ""))
+        if kind.startswith("float"):
+            return float(raw)
+        if kind.startswith("Path"):
+            return None if raw.lower() == "none" else Path(raw)
+        return raw
+    except ValueError:
+        raise ConfigError(f"vlm setting {key}={raw!r} is not a valid {kind}") from None

@@ -1,0 +1,188 @@
+"""Judging protocols as data: which calls a judge answers, with which images and words.
+
+A protocol is a TOML file (the built-in ones are in ``templates/``)::
+
+    name = "my-judge"
+    regions = true                      # the SC answer lists edit regions
+    aggregation = "weighted_geometric"  # how SC and PQ combine (spatialreward.scoring)
+
+    [sc]                                # semantic consistency: required
+    images = ["source", "edited"]       # in the order the model sees them
+    system = ""                         # optional system message
+    prompt = "... {instruction} ..."    # {instruction} is the only placeholder
+    answer_prefix = ""                  # optional text the answer is known to start with
+
+    [pq]                                # perceptual quality: optional
+    images = ["edited"]
+    prompt = "..."
+
+Images go before the prompt text unless the prompt marks their places with ``<image>``
+(one marker per image). The prompt is wrapped in the checkpoint's own chat template, so a
+file with a model's training prompt reproduces that prompt exactly. Answers are parsed by
+:func:`spatialreward.protocol.parse_judgment`; a protocol only changes what is asked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from ..scoring import AGGREGATORS
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+IMAGE_MARKER = "<image>"
+IMAGE_ROLES = ("source", "edited")
+
+
+@dataclass(frozen=True)
+class Call:
+    """One model call of a protocol: ``sc`` or ``pq``."""
+
+    name: str
+    images: tuple[str, ...]
+    prompt: str
+    system: str = ""
+    answer_prefix: str = ""
+
+    def text(self, instruction: str) -> str:
+        """The prompt with the instruction filled in (``str.format`` is not used, so the
+        JSON braces of an answer example need no escaping).
+
+        >>> Call("sc", ("edited",), 'Do "{instruction}". {"score": [a, b]}').text("x")
+        'Do "x". {"score": [a, b]}'
+        """
+        return self.prompt.replace("{instruction}", instruction)
+
+    def messages(self, instruction: str) -> list[dict[str, Any]]:
+        """Chat messages in the transformers format, images as ``{"type": "image"}`` parts.
+
+        >>> Call("pq", ("edited",), "Rate it.").messages("")[0]["content"]
+        [{'type': 'image'}, {'type': 'text', 'text': 'Rate it.'}]
+        """
+        text = self.text(instruction)
+        pieces = text.split(IMAGE_MARKER)
+        content: list[dict[str, Any]] = []
+        if len(pieces) == 1:  # no markers: all images first, then the text
+            content += [{"type": "image"} for _ in self.images]
+            content.append({"type": "text", "text": text})
+        else:
+            for k, piece in enumerate(pieces):
+                if k:
+                    content.append({"type": "image"})
+                if piece:
+                    content.append({"type": "text", "text": piece})
+        messages: list[dict[str, Any]] = []
+        if self.system:
+            messages.append({"role": "system", "content": self.system})
+        messages.append({"role": "user", "content": content})
+        return messages
+
+
+@dataclass(frozen=True)
+class Prompts:
+    """A judging protocol: its calls, whether SC answers carry regions, its aggregation."""
+
+    name: str
+    sc: Call
+    pq: Call | None
+    regions: bool
+    aggregation: str
+    description: str
+    origin: str
+    """Where it came from: a built-in name or the template file's path."""
+    digest: str
+    """Hash of the template text; part of the backend version."""
+
+    @property
+    def calls(self) -> tuple[Call, ...]:
+        return (self.sc,) if self.pq is None else (self.sc, self.pq)
+
+
+def builtin_names() -> list[str]:
+    """The protocols that ship with the Studio.
+
+    >>> builtin_names()
+    ['editscore', 'spatialreward']
+    """
+    return sorted(p.stem for p in TEMPLATES.glob("*.toml"))
+
+
+def load_prompts(spec: str | Path) -> Prompts:
+    """A protocol by built-in name (``spatialreward``, ``editscore``) or template file path.
+
+    >>> p = load_prompts("spatialreward")
+    >>> p.sc.images, p.pq.images, p.regions
+    (('source', 'edited'), ('edited',), True)
+    """
+    text_spec = str(spec)
+    if text_spec in builtin_names():
+        path, origin = TEMPLATES / f"{text_spec}.toml", text_spec
+    else:
+        path, origin = Path(text_spec).expanduser(), str(Path(text_spec).expanduser())
+        if not path.is_file():
+            raise ConfigError(
+                f"prompts {text_spec!r} is neither a built-in protocol "
+                f"({', '.join(builtin_names())}) nor a template file; pass prompts=NAME or "
+                "prompts=/path/to/template.toml (docs/vlm.md shows the format)"
+            )
+    raw = path.read_text(encoding="utf-8")
+    try:
+        data = tomllib.loads(raw)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"template {path} is not valid TOML: {err}") from None
+    return parse_prompts(data, origin=origin, digest=hashlib.sha256(raw.encode()).hexdigest())
+
+
+def parse_prompts(data: dict[str, Any], *, origin: str = "<dict>", digest: str = "") -> Prompts:
+    """Validate a protocol given as a dict (what the TOML file holds)."""
+    where = f"template {origin}"
+    unknown = set(data) - {"name", "description", "regions", "aggregation", "sc", "pq"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
+    if "sc" not in data:
+        raise ConfigError(f"{where} has no [sc] section; the SC call is required")
+    aggregation = str(data.get("aggregation", "weighted_geometric"))
+    if aggregation not in AGGREGATORS:
+        raise ConfigError(f"{where}: aggregation must be one of {sorted(AGGREGATORS)}, "
+                          f"got {aggregation!r}")
+    regions = data.get("regions", True)
+    if not isinstance(regions, bool):
+        raise ConfigError(f"{where}: regions must be true or false")
+    sc = _call("sc", data["sc"], where)
+    if "edited" not in sc.images:
+        raise ConfigError(f"{where}: the [sc] call must show the model the edited image")
+    if "{instruction}" not in sc.prompt:
+        raise ConfigError(f"{where}: the [sc] prompt must contain {{instruction}}")
+    pq = _call("pq", data["pq"], where) if "pq" in data else None
+    return Prompts(name=str(data.get("name", Path(origin).stem)), sc=sc, pq=pq, regions=regions,
+                   aggregation=aggregation, description=str(data.get("description", "")),
+                   origin=origin, digest=digest or hashlib.sha256(repr(data).encode()).hexdigest())
+
+
+def _call(name: str, section: Any, where: str) -> Call:
+    if not isinstance(section, dict):
+        raise ConfigError(f"{where}: [{name}] must be a table")
+    unknown = set(section) - {"images", "prompt", "system", "answer_prefix"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys in [{name}]: {sorted(unknown)}")
+    images = section.get("images")
+    if (not isinstance(images, list) or not images
+            or any(i not in IMAGE_ROLES for i in images) or len(set(images)) != len(images)):
+        raise ConfigError(f"{where}: [{name}] images must be a non-empty list of distinct "
+                          f"names from {list(IMAGE_ROLES)}, got {images!r}")
+    prompt = section.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ConfigError(f"{where}: [{name}] needs a prompt")
+    markers = prompt.count(IMAGE_MARKER)
+    if markers not in (0, len(images)):
+        raise ConfigError(f"{where}: [{name}] has {markers} {IMAGE_MARKER} markers for "
+                          f"{len(images)} images; use one per image or none")
+    for key in ("system", "answer_prefix"):
+        if not isinstance(section.get(key, ""), str):
+            raise ConfigError(f"{where}: [{name}] {key} must be a string")
+    return Call(name=name, images=tuple(images), prompt=prompt.strip(),
+                system=section.get("system", ""), answer_prefix=section.get("answer_prefix", ""))

@@ -1,0 +1,232 @@
+"""Batched generation on a Qwen-VL checkpoint, with optional attention capture.
+
+:class:`Runner` owns the model, tokenizer, image encoder and chat template. It turns
+:class:`Request` s (a rendered prompt + its images) into answers, ``batch_size``
+sequences per ``generate()`` call, and, when asked, captures the attention maps of the
+same forward pass (:mod:`.attention`). One lock serialises the model: transformers keeps
+per-call state (the M-RoPE deltas) on the model object.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from PIL import Image
+
+from .attention import Capture, RawAttention, eager_reference, install
+from .config import VLMConfig
+from .inputs import IMAGE_TOKEN, Batch, ImageEncoder, build_batch, render_prompt
+from .prompts import Call
+
+
+@dataclass(frozen=True)
+class Request:
+    """One model call: ``call`` names it (``sc``/``pq``), ``prompt`` is chat-formatted."""
+
+    call: str
+    prompt: str
+    images: tuple[Image.Image, ...]
+    answer_prefix: str = ""
+
+
+@dataclass
+class Output:
+    """One answer and what was captured while it was generated."""
+
+    text: str
+    new_tokens: int
+    prompt_attention: RawAttention | None = None
+    answer_attention: RawAttention | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
+    ids = getattr(model.generation_config, "eos_token_id", None)
+    ids = list(ids) if isinstance(ids, (list, tuple)) else [] if ids is None else [ids]
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
+        ids.append(tokenizer.eos_token_id)
+    return [int(i) for i in ids]
+
+
+class _Processor:
+    """Base for the logits processors below (transformers calls them each step)."""
+
+    def __init__(self, prompt_len: int) -> None:
+        self.prompt_len = prompt_len
+
+
+class _Forced(_Processor):
+    """Makes each row emit a given token sequence, then end-of-sequence (a constrained
+    decode: the model runs for real, only the choice of token is fixed)."""
+
+    def __init__(self, prompt_len: int, sequences: Sequence[list[int] | None], eos: int) -> None:
+        super().__init__(prompt_len)
+        self.sequences, self.eos = list(sequences), eos
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        step = input_ids.shape[1] - self.prompt_len
+        for row, seq in enumerate(self.sequences):
+            if seq is not None:
+                token = seq[step] if step < len(seq) else self.eos
+                scores[row] = float("-inf")
+                scores[row, token] = 0.0
+        return scores
+
+
+class _ActiveRows(_Processor):
+    """Tells the capture which rows are still generating (finished rows emit padding)."""
+
+    def __init__(self, prompt_len: int, capture: Capture, eos: Sequence[int]) -> None:
+        super().__init__(prompt_len)
+        self.capture, self.eos = capture, torch.tensor(list(eos))
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        new = input_ids[:, self.prompt_len :]
+        if new.shape[1]:
+            done = torch.isin(new, self.eos.to(new.device)).any(1)
+            self.capture.active = ~done  # stays on the device: no sync per step
+        return scores
+
+
+class Runner:
+    """Runs prompts through one loaded checkpoint."""
+
+    def __init__(self, model: Any, tokenizer: Any, image_processor: Any, chat_template: str,
+                 config: VLMConfig) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.chat_template = chat_template
+        self.config = config
+        self.encoder = ImageEncoder(model, image_processor, reuse=config.reuse_images,
+                                    capacity=config.image_cache)
+        self.image_token = getattr(tokenizer, "image_token", None) or IMAGE_TOKEN
+        self.eos = _eos_ids(model, tokenizer)
+        self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos[0]
+        self.layers = int(model.config.text_config.num_hidden_layers)
+        self._lock = threading.Lock()
+        self._forced: dict[str, str] | None = None
+        install(model)
+
+    # -- prompts ---------------------------------------------------------------------------
+    def request(self, call: Call, instruction: str, images: Sequence[Image.Image]) -> Request:
+        prompt = render_prompt(self.tokenizer, self.chat_template, call.messages(instruction),
+                               call.answer_prefix)
+        return Request(call.name, prompt, tuple(images), call.answer_prefix)
+
+    def batch(self, requests: Sequence[Request]) -> Batch:
+        """Tokenized, left-padded inputs with the images encoded (``mm_encoder_outputs``)."""
+        prepared = [[self.encoder.prepare(im) for im in r.images] for r in requests]
+        batch = build_batch(self.tokenizer, [r.prompt for r in requests], prepared,
+                            self.image_token)
+        device = self.model.device
+        batch.inputs = {k: v.to(device) for k, v in batch.inputs.items()}
+        batch.inputs["mm_encoder_outputs"] = self.encoder.encode(batch.images)
+        return batch
+
+    @contextlib.contextmanager
+    def forced_answers(self, answers: dict[str, str]) -> Iterator[None]:
+        """Within the block every call named in ``answers`` (``sc``/``pq``) emits that text
+        token by token through the real model (tests use it to exercise the whole judging
+        path with a known valid answer; it also checks a tokenizer round-trips JSON)."""
+        self._forced = dict(answers)
+        try:
+            yield
+        finally:
+            self._forced = None
+
+    # -- running ---------------------------------------------------------------------------
+    def _generation_kwargs(self) -> dict[str, Any]:
+        from transformers import GenerationConfig
+
+        c = self.config
+        settings: dict[str, Any] = dict(max_new_tokens=c.max_new_tokens,
+                                        min_new_tokens=c.min_new_tokens or None,
+                                        eos_token_id=self.eos, pad_token_id=self.pad,
+                                        do_sample=c.sampling)
+        if c.sampling:
+            settings.update(temperature=c.temperature, top_p=c.top_p, top_k=0)
+        else:  # greedy: unset the sampling knobs a checkpoint's generation_config may carry
+            settings.update(temperature=None, top_p=None, top_k=None)
+        return {"generation_config": GenerationConfig(**settings)}
+
+    @torch.no_grad()
+    def generate(self, requests: Sequence[Request], *, capture: str | None = None
+                 ) -> list[Output]:
+        """Answer each request; ``capture='prompt'`` also returns the attention of each
+        prompt's text to its images, ``capture='answer'`` that and the answer's."""
+        outputs: list[Output] = []
+        size = self.config.batch_size
+        for start in range(0, len(requests), size):
+            outputs += self._generate_chunk(requests[start : start + size], capture)
+        return outputs
+
+    def _generate_chunk(self, requests: Sequence[Request], capture: str | None
+                        ) -> list[Output]:
+        from transformers import LogitsProcessorList
+
+        with self._lock:
+            t0 = time.perf_counter()
+            batch = self.batch(requests)
+            t1 = time.perf_counter()
+            processors: list[Any] = []
+            state = None
+            if capture:
+                state = Capture(batch.layout, self.layers, answer=capture == "answer")
+                processors.append(_ActiveRows(batch.prompt_len, state, self.eos))
+            if self._forced is not None:
+                forced = [self._forced.get(r.call) for r in requests]
+                sequences = [None if f is None else self.tokenizer.encode(
+                    f[len(r.answer_prefix):] if f.startswith(r.answer_prefix) else f,
+                    add_special_tokens=False) for f, r in zip(forced, requests, strict=True)]
+                processors.append(_Forced(batch.prompt_len, sequences, self.eos[0]))
+            if self.config.sampling:
+                torch.manual_seed(self.config.seed)
+            with state.active_in() if state is not None else contextlib.nullcontext():
+                sequences_out = self.model.generate(
+                    **batch.inputs, logits_processor=LogitsProcessorList(processors),
+                    **self._generation_kwargs())
+            t2 = time.perf_counter()
+        new = sequences_out[:, batch.prompt_len :].cpu()
+        texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
+        eos = torch.tensor(self.eos)
+        lengths = []
+        for row in new:
+            ends = torch.nonzero(torch.isin(row, eos)).flatten()
+            lengths.append(int(ends[0]) + 1 if len(ends) else int(row.shape[0]))
+        prompt_maps = state.results("prompt") if state is not None else [None] * len(requests)
+        answer_maps = (state.results("answer") if state is not None and state.answer
+                       else [None] * len(requests))
+        per = {"prepare": (t1 - t0) * 1e3 / len(requests),
+               "generate": (t2 - t1) * 1e3 / len(requests)}
+        return [Output(text=r.answer_prefix + text, new_tokens=n, prompt_attention=p,
+                       answer_attention=a, timings_ms={k: round(v, 2) for k, v in per.items()})
+                for r, text, n, p, a in zip(requests, texts, lengths, prompt_maps, answer_maps,
+                                            strict=True)]
+
+    @torch.no_grad()
+    def prompt_attention(self, requests: Sequence[Request]) -> list[RawAttention]:
+        """One forward pass (no generation): the attention of each prompt's text after its
+        images to each image's tokens."""
+        out: list[RawAttention] = []
+        size = self.config.batch_size
+        for start in range(0, len(requests), size):
+            with self._lock:
+                batch = self.batch(requests[start : start + size])
+                state = Capture(batch.layout, self.layers)
+                with state.active_in():
+                    self.model(**batch.inputs, use_cache=False, logits_to_keep=1)
+            out += [r for r in state.results("prompt") if r is not None]
+        return out
+
+    @torch.no_grad()
+    def eager_prompt_attention(self, requests: Sequence[Request]) -> list[RawAttention]:
+        """The same maps the memory-hungry way (``output_attentions=True``), for checks."""
+        with self._lock:
+            batch = self.batch(requests)
+            return eager_reference(self.model, batch.inputs, batch.layout)

@@ -1,0 +1,294 @@
+"""The vlm backend on tiny random-weight Qwen3-VL / Qwen2.5-VL checkpoints built in code.
+
+The checkpoints are written to disk and loaded through ``vlm:PATH`` exactly as a user's
+checkpoint is. Random weights answer gibberish, which must become a ``parse_failed``
+judgment; a constrained decode that forces a known answer drives the real model through
+the whole path (generation, decoding, parsing, regions, reasoning links, aggregation).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from spatialreward.backends import available, create
+from spatialreward.backends.vlm import VLMBackend, _average
+from spatialreward.config import StudioConfig
+from spatialreward.errors import ConfigError
+from spatialreward.judgment import Judgment
+from spatialreward.protocol import parse_judgment
+from spatialreward.service import Services
+from spatialreward.vlm.architectures import cached_tiny_checkpoint, save_tiny_checkpoint
+from spatialreward.vlm.config import VLMConfig
+from spatialreward.vlm.prompts import builtin_names, load_prompts
+from tests.factories import make_edit_case
+
+ROOT = Path(__file__).resolve().parents[1]
+ARCHS = ("qwen3_vl", "qwen2_5_vl")
+SC = json.dumps({
+    "edit_region": [{"id": 0, "label": "red cup", "bbox_2d": [120, 340, 560, 880]},
+                    {"id": 1, "label": "shadow", "bbox_2d": [600, 700, 900, 990]}],
+    "reasoning": "<|bbox_0|> The cup is red now. <|bbox_1|> Its shadow moved. "
+                 "<|global|> The edit follows the instruction.",
+    "score": [21, 17]})
+PQ = json.dumps({"reasoning": "Clean, natural lighting.", "score": [23, 24]})
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # Tiny models spend their time in thread hand-offs on a shared 2-core machine.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def backend():
+    built: dict[str, VLMBackend] = {}
+
+    def get(arch: str = "qwen3_vl", **settings: object) -> VLMBackend:
+        settings = {"max_new_tokens": 160, "max_pixels": 65536, **settings}
+        spec = f"vlm:{cached_tiny_checkpoint(arch)}" + "".join(
+            f",{k}={v}" for k, v in sorted(settings.items()))
+        if spec not in built:
+            built[spec] = create(spec)  # type: ignore[assignment]
+        return built[spec]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def pair() -> tuple[Image.Image, Image.Image]:
+    case = make_edit_case(3, kind="recolor", size=(192, 256))
+    return Image.fromarray(case.source), Image.fromarray(case.edited).resize((224, 160))
+
+
+# -- selecting the backend and its settings ---------------------------------------------------
+def test_listed_and_needs_a_checkpoint_directory():
+    assert "vlm" in available()
+    with pytest.raises(ConfigError, match="needs a checkpoint directory"):
+        create("vlm")
+    with pytest.raises(ConfigError, match="unknown vlm setting 'max_pixel'"):
+        VLMConfig.from_argument("/m,max_pixel=5")
+    with pytest.raises(ConfigError, match="dtype must be one of"):
+        VLMConfig.from_argument("/m,dtype=fp8")
+    with pytest.raises(ConfigError, match="not a valid int"):
+        VLMConfig.from_argument("/m,samples=many")
+    c = VLMConfig.from_argument("/data/a,b/ckpt,adapter=/l,samples=4,min_pixels=none")
+    assert (str(c.path), str(c.adapter), c.samples, c.sampling) == ("/data/a,b/ckpt", "/l", 4,
+                                                                     True)
+
+
+def test_invalid_checkpoint_says_what_a_directory_must_contain(tmp_path):
+    with pytest.raises(ConfigError, match="must contain config.json"):
+        create(f"vlm:{tmp_path / 'missing'}")
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "qwen3_vl"}))
+    (tmp_path / "pytorch_model.bin").write_bytes(b"pickle")
+    with pytest.raises(ConfigError, match="pickled weights are refused"):
+        create(f"vlm:{tmp_path}")
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    with pytest.raises(ConfigError, match="runs qwen3_vl and qwen2_5_vl"):
+        create(f"vlm:{tmp_path}")
+    adapter = tmp_path / "lora"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(
+        json.dumps({"base_model_name_or_path": "Qwen/Qwen3-VL-8B-Instruct"}))
+    with pytest.raises(ConfigError, match="is a LoRA adapter .*adapter="):
+        create(f"vlm:{adapter}")
+    with pytest.raises(ConfigError, match="neither a built-in protocol"):
+        create(f"vlm:{cached_tiny_checkpoint()},prompts=nope")
+
+
+def test_every_setting_and_protocol_is_documented():
+    doc = (ROOT / "docs" / "vlm.md").read_text()
+    for f in fields(VLMConfig):
+        assert f.name == "path" or f"| `{f.name}` |" in doc, f"docs/vlm.md lacks {f.name}"
+    for name in builtin_names():
+        assert f"`{name}`" in doc
+
+
+# -- judging ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("arch", ARCHS)
+def test_random_weights_give_parse_failed_with_the_raw_text(backend, pair, arch):
+    b = backend(arch)
+    j = b.judge(*pair, "make the cup red")
+    assert j.status == "parse_failed" and j.overall is None and j.reward is None
+    assert j.raw_sc and j.raw_pq is not None and "unusable" in (j.error or "")
+    assert j.backend == "vlm" and j.backend_version.startswith(arch)
+    assert all(0 < n <= 160 for n in j.meta["new_tokens"])
+    assert j.attention is not None and 0 < j.attention.source_share < 1
+    assert Judgment.from_json(j.to_json()) == j
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_forced_answer_runs_the_whole_path(backend, pair, arch):
+    b = backend(arch)
+    with b.runner.forced_answers({"sc": SC, "pq": PQ}):
+        j = b.judge(*pair, "make the cup red")
+    assert j.status == "ok", j.error
+    assert j.raw_sc == SC and j.raw_pq == PQ  # the tokenizer and decode round-trip
+    assert j.sc == (21.0, 17.0) and j.pq == (23.0, 24.0)
+    assert j.overall == parse_judgment(SC, PQ).overall
+    # 0..1000 of the edited image = 0..1000 of the source frame (stretch convention)
+    assert [r.bbox_2d for r in j.regions] == [(120, 340, 560, 880), (600, 700, 900, 990)]
+    assert [(s.kind, s.region_id) for s in j.segments] == [("bbox", 0), ("bbox", 1),
+                                                            ("global", None)]
+    assert j.warnings == ()
+    assert j.attention is not None and j.attention.in_region_share is not None
+    assert j.meta["new_tokens"][0] == len(b.runner.tokenizer.encode(SC)) + 1  # + end token
+
+
+def test_editscore_protocol_and_self_ensemble(backend, pair):
+    b = backend(prompts="editscore", samples=3)
+    answer = json.dumps({"reasoning": "Good.", "score": [20, 15]})
+    with b.runner.forced_answers({"sc": answer, "pq": PQ}):
+        j = b.judge(*pair, "make the cup red")
+    assert j.status == "ok" and j.regions == () and j.warnings == ()
+    assert j.aggregation == "min_geometric" and j.overall == pytest.approx(
+        np.sqrt(15 / 2.5 * 23 / 2.5))
+    assert j.meta["samples"] == 3 and j.meta["sc_samples"] == [[20.0, 15.0]] * 3
+    assert b.version != backend().version
+
+
+def test_average_keeps_failures_visible():
+    good = parse_judgment(SC, PQ)
+    other = parse_judgment(SC.replace("[21, 17]", "[11, 7]"), PQ)
+    bad = parse_judgment("no idea", PQ)
+    j = _average([bad, good, other])
+    assert j.status == "ok" and j.sc == (16.0, 12.0) and j.regions == good.regions
+    assert any("1 of 3 SC samples unusable" in w for w in j.warnings)
+    assert j.meta["raw_sc_samples"][0] == "no idea"
+    failed = _average([bad, bad])
+    assert failed.status == "parse_failed" and failed.overall is None and failed.error
+
+
+def test_custom_template_file(backend, pair, tmp_path):
+    template = tmp_path / "mine.toml"
+    template.write_text('name = "mine"\n[sc]\nimages = ["edited", "source"]\n'
+                        'system = "Be strict."\n'
+                        'prompt = "After: <image> Before: <image> Task: {instruction}"\n')
+    b = backend(prompts=str(template))
+    assert b.prompts.pq is None and b.prompts.name == "mine"
+    prompt = b.runner.request(b.prompts.sc, "add a hat", pair).prompt
+    assert prompt.index("Be strict.") < prompt.index("After: <|vision_start|>")
+    assert "Before: <|vision_start|><|image_pad|><|vision_end|> Task: add a hat" in prompt
+    with b.runner.forced_answers({"sc": SC}):
+        j = b.judge(*pair, "add a hat")
+    assert j.status == "ok" and j.pq is None and j.overall is None and len(j.regions) == 2
+    for bad, match in [('[sc]\nimages = ["edited"]\nprompt = "no placeholder"', "{instruction}"),
+                       ('[sc]\nimages = ["source"]\nprompt = "{instruction}"', "edited image"),
+                       ('[sc]\nimages = ["edited"]\nprompt = "<image><image>{instruction}"',
+                        "2 <image> markers"),
+                       ("[sc\n", "not valid TOML")]:
+        template.write_text(bad)
+        with pytest.raises(ConfigError, match=match):
+            load_prompts(template)
+
+
+def test_candidates_of_one_source_share_its_encoding(backend, pair):
+    source, edited = pair
+    candidates = [edited, edited.rotate(90), edited.transpose(Image.Transpose.FLIP_LEFT_RIGHT)]
+    triples = [(source, c, "make the cup red") for c in candidates]
+    fresh = source.rotate(180)  # not seen before by this backend's cache
+    triples = [(fresh, c, t) for _, c, t in triples]
+    reuse, plain = backend(max_new_tokens=8), backend(max_new_tokens=8, reuse_images="no")
+    before = (reuse.runner.encoder.stats.encoded, reuse.runner.encoder.stats.reused)
+    got = reuse.judge_many(triples)
+    encoded = reuse.runner.encoder.stats.encoded - before[0]
+    reused = reuse.runner.encoder.stats.reused - before[1]
+    assert encoded == 1 + len(candidates)  # the source once, each candidate once
+    assert encoded + reused == 3 * len(candidates)  # SC: 2 images, PQ: 1, per candidate
+    expected = plain.judge_many(triples)
+    assert plain.runner.encoder.stats.reused == 0
+    assert [j.raw_sc for j in got] == [j.raw_sc for j in expected]
+    assert [j.raw_pq for j in got] == [j.raw_pq for j in expected]
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_batched_judgments_equal_one_by_one(backend, arch):
+    rng = np.random.default_rng(5)
+
+    def picture(h: int, w: int) -> Image.Image:
+        return Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
+
+    b = backend(arch, max_new_tokens=12, min_pixels=3136)
+    triples = [(picture(192, 256), picture(128, 128), "make it red"),
+               (picture(96, 96), picture(200, 120), "a longer instruction, so the prompts "
+                                                    "differ in length and get left-padded")]
+    batched = b.judge_many(triples)
+    single = [b.judge(*t) for t in triples]
+    assert [j.raw_sc for j in batched] == [j.raw_sc for j in single]
+    assert [j.raw_pq for j in batched] == [j.raw_pq for j in single]
+    assert [j.attention for j in batched] == [j.attention for j in single]
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # inside peft.get_peft_model
+def test_lora_adapter_is_merged(backend, pair, tmp_path):
+    peft = pytest.importorskip("peft", reason="LoRA needs peft (requirements.txt)")
+    base = cached_tiny_checkpoint()
+    model = create(f"vlm:{base},max_pixels=65536").runner.model  # type: ignore[attr-defined]
+    config = peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                             init_lora_weights=False)
+    tuned = peft.get_peft_model(model, config)
+    tuned.save_pretrained(tmp_path / "lora")
+    adapter_config = json.loads((tmp_path / "lora" / "adapter_config.json").read_text())
+    adapter_config["base_model_name_or_path"] = str(base)  # lets vlm:ADAPTER find its base
+    (tmp_path / "lora" / "adapter_config.json").write_text(json.dumps(adapter_config))
+    with_adapter = create(f"vlm:{base},adapter={tmp_path / 'lora'},max_pixels=65536")
+    request = with_adapter.runner.request(with_adapter.prompts.sc, "x", pair)
+    batch = with_adapter.runner.batch([request])
+    with torch.no_grad():
+        merged = with_adapter.runner.model(**batch.inputs).logits
+        reference = tuned(**batch.inputs).logits
+    assert torch.allclose(merged, reference, atol=1e-4)
+    assert with_adapter.version != backend().version
+    assert create(f"vlm:{tmp_path / 'lora'},max_pixels=65536").version == with_adapter.version
+
+
+def test_version_changes_with_weights_and_settings(backend, tmp_path):
+    other = save_tiny_checkpoint(tmp_path / "other", seed=1)
+    versions = {backend().version, backend(max_pixels=50176).version,
+                backend(max_new_tokens=64).version,
+                create(f"vlm:{other},max_new_tokens=160,max_pixels=65536").version}
+    assert len(versions) == 4
+
+
+# -- front ends ---------------------------------------------------------------------------------
+def test_services_judge_and_attention(pair, tmp_path):
+    spec = f"vlm:{cached_tiny_checkpoint()},max_new_tokens=16,max_pixels=65536"
+    services = Services(StudioConfig(backend=spec, db=tmp_path / "studio.db"))
+    inspection = services.inspect(pair[0], pair[1], "make the cup red")
+    assert inspection.judgment.status == "parse_failed" and inspection.judgment.raw_sc
+    maps = services.attention(inspection, "make the cup red", layer=1, head=0)
+    assert maps is not None
+    source_map, edited_map, layout = maps
+    assert layout == (2, 4) and source_map.shape == edited_map.shape
+    assert max(source_map.max(), edited_map.max()) == pytest.approx(1.0)
+
+
+def test_cli_judges_with_a_checkpoint_directory(pair, tmp_path):
+    pair[0].save(tmp_path / "source.png")
+    pair[1].save(tmp_path / "edited.png")
+    spec = f"vlm:{cached_tiny_checkpoint()},max_new_tokens=8,max_pixels=65536"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    args = [sys.executable, "-m", "spatialreward", "judge", "--source", str(tmp_path /
+            "source.png"), "--edited", str(tmp_path / "edited.png"), "--instruction", "x"]
+    out = subprocess.run([*args, "--backend", spec, "--json"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    j = Judgment.from_dict(json.loads(out.stdout))
+    assert j.backend == "vlm" and j.status == "parse_failed" and j.raw_sc
+    bad = subprocess.run([*args, "--backend", f"vlm:{tmp_path / 'nope'}"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "must contain config.json" in bad.stderr
+    assert "Traceback" not in bad.stderr
