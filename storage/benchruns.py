@@ -161,6 +161,11 @@ def extract_zip(archive: Path, dest: Path, max_bytes: int = MAX_ZIP_BYTES,
                 raise InputError(f"{name}: cannot unpack {info.filename!r} ({err})") from None
 
 
+BENCH_SUFFIXES = (".jsonl", ".parquet", ".arrow", ".json", ".db", ".dir")
+"""What the Bench tab reads: every format of :mod:`spatialreward.bench.formats` (``.dir``:
+a folder of Parquet/Arrow files or a saved HF dataset; ``.db``: a store's human votes)."""
+
+
 def find_pairs(folder: Path) -> Path:
     """``folder/pairs.jsonl``, or the one ``folder/*/pairs.jsonl`` (a zipped folder)."""
     top = folder / PAIRS_FILE
@@ -197,9 +202,13 @@ def open_dataset(root: Path, *, path: str | None = None,
         file = resolve_data_path(root, path or "")
         label = _relative_label(root, file)
         uploaded = False
-        if file.is_dir():
+        if file.is_dir() and (file / PAIRS_FILE).is_file():
             file = file / PAIRS_FILE
             label = _relative_label(root, file)
+        elif file.is_dir() and ".dir" in suffixes:
+            # A benchmark folder (Parquet splits, a saved HF dataset): the loader reads it.
+            yield DatasetFile(file, root, label, uploaded)
+            return
     if not file.is_file():
         raise InputError(f"no dataset file at {label}; give a pair-format .jsonl, a folder "
                          "holding pairs.jsonl, or a .zip of one")
@@ -213,8 +222,12 @@ def open_dataset(root: Path, *, path: str | None = None,
             # their origin dataset.
             dest = scratch / _safe_name(file.name)
             extract_zip(file, dest, max_bytes=max_bytes)
-            jsonl = find_pairs(dest)
-            yield DatasetFile(jsonl, jsonl.parent.resolve(), label, uploaded)
+            if ".dir" in suffixes and not any(dest.rglob(PAIRS_FILE)):
+                # Not a pair-format zip: a benchmark folder the loaders recognise.
+                yield DatasetFile(dest, dest.resolve(), label, uploaded)
+            else:
+                jsonl = find_pairs(dest)
+                yield DatasetFile(jsonl, jsonl.parent.resolve(), label, uploaded)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         return
@@ -287,8 +300,9 @@ def run_recorded(services: Services, dataset: DatasetFile, backend: str, *,
     Mistakes (bad limit, unknown backend, malformed file, images outside the data) are
     raised before a run is recorded; a failure while judging marks the run ``failed``."""
     from spatialreward.bench.command import write_results
-    from spatialreward.bench.metrics import ItemResult, summarize
-    from spatialreward.bench.runner import CacheKey, Outcome, judge_item
+    from spatialreward.bench.formats import open_benchmark
+    from spatialreward.bench.metrics import ItemResult
+    from spatialreward.bench.runner import evaluate
 
     if limit is not None and limit < 1:
         raise InputError(f"the limit must be at least 1 (or empty for all), got {limit}")
@@ -296,42 +310,37 @@ def run_recorded(services: Services, dataset: DatasetFile, backend: str, *,
     by = [k.strip() for k in by if k and k.strip()]
     root = data_root(services.config)
     model = services.backend(backend)  # an unknown backend fails before any work
-    check_images(dataset, limit)
-    items = list(islice(iter_pairs(dataset.path), limit))
-    if not items:
+    bench = open_benchmark(dataset.path, limit=limit)  # detects the format, or says why not
+    if bench.format == "pairs" and dataset.path.suffix == ".jsonl":
+        check_images(dataset, limit)
+    if not bench.items:
         raise InputError(f"{dataset.label} holds no items")
     store = services.store
     run_id = store.create_run("bench", f"{backend} on {dataset.label}",
                               {"dataset": dataset.label, "backend": backend, "limit": limit,
-                               "by": by})
+                               "by": by, "format": bench.format})
     out = run_dir(root, run_id)
     # The folder is named after the run id, so it is set once the id exists.
     store.update_run(run_id, status="running", pid=os.getpid(),
                      out_dir=out.relative_to(root).as_posix())
     try:
-        cache: dict[CacheKey, Outcome] = {}
         results: list[ItemResult] = []
-        every = max(1, len(items) // PROGRESS_STEPS)
-        t0 = time.perf_counter()
-        for k, item in enumerate(items, 1):
-            results.append(judge_item(services, backend, item, cache, by))
-            if k % every == 0 and k < len(items):
+        every = max(1, len(bench.items) // PROGRESS_STEPS)
+
+        def on_item(k: int, total: int, r: ItemResult) -> None:
+            results.append(r)
+            if k % every == 0 and k < total:
                 store.log_metrics(run_id, k, _running_figures(results, k))
             if progress is not None:
-                progress(k, len(items))
-        elapsed = time.perf_counter() - t0
-        result = {
-            "run_id": run_id,
-            "dataset": dataset.label,
-            "backend": {"spec": backend, "name": model.name, "version": model.version},
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            **summarize(results, by),
-            "judgments": len(cache),
-            "seconds_per_item": elapsed / len(items),
-            "items": [r.to_dict() for r in results],
-        }
+                progress(k, total)
+
+        result = {"run_id": run_id,
+                  **evaluate(bench, services, backend, by=by, progress=False, store=store,
+                             on_item=on_item),
+                  "dataset": dataset.label,
+                  "backend": {"spec": backend, "name": model.name, "version": model.version}}
         write_results(result, out / RESULT_FILE)
-        store.log_metrics(run_id, len(items), final_figures(result))
+        store.log_metrics(run_id, len(bench.items), final_figures(result))
     except BaseException as err:
         store.update_run(run_id, status="failed", error=f"{type(err).__name__}: {err}")
         raise

@@ -36,6 +36,12 @@ from spatialreward.service import Services
 from storage.pairs import PairFormatError
 
 
+@pytest.fixture(autouse=True)
+def _private_store(tmp_path, monkeypatch):
+    """`bench` caches judgments in the store (STUDIO_DB): each test gets its own."""
+    monkeypatch.setenv("STUDIO_DB", str(tmp_path / "store" / "studio.db"))
+
+
 def J(s1: float, s2: float | None = None, nat: float | None = None,
       art: float | None = None) -> Judgment:
     """A judgment with chosen raw scores; J(x) alone has every dimension at x / 2.5."""

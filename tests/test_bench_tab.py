@@ -69,7 +69,7 @@ def test_run_is_recorded_with_status_metrics_and_result(bench_env):
     assert run["kind"] == "bench" and run["status"] == "done"
     assert run["started_at"] and run["finished_at"] and run["error"] is None
     assert run["config"] == {"dataset": "synth/pairs.jsonl", "backend": "pixel",
-                             "limit": None, "by": ["flaw"]}
+                             "limit": None, "by": ["flaw"], "format": "pairs"}
     assert run["out_dir"] == f"runs/bench-{run['id']}"
     assert ticks == [(k, N) for k in range(1, N + 1)]
     # The final figures are logged at the last step.
@@ -308,3 +308,21 @@ def test_no_leftovers_in_uploads(app):
     _, root = app
     uploads = root / "uploads"
     assert not uploads.exists() or not os.listdir(uploads)
+
+
+def test_the_tab_benches_every_public_format(bench_env):
+    """EditScore's EditReward-Bench (a Parquet folder) and TIGER-Lab's (split folders)
+    run through the same recorded path as the pair format."""
+    from tests.test_bench_factories import write_editscore, write_tiger
+
+    services, root = bench_env
+    write_editscore(root / "public")
+    write_tiger(root / "public")
+    for folder, fmt in (("public/editscore", "editscore"), ("public/tiger", "tiger")):
+        with benchruns.open_dataset(root, path=folder,
+                                    suffixes=benchruns.BENCH_SUFFIXES) as dataset:
+            result = benchruns.run_recorded(services, dataset, "pixel")
+        run = services.store.run(result["run_id"])
+        assert run["status"] == "done" and run["config"]["format"] == fmt
+        assert result["format"] == fmt and result["benchmark"]
+        assert result["n"] > 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -203,7 +204,8 @@ def test_synth_and_bench_from_the_command_line(tmp_path):
     res = subprocess.run([*run, "bench", "--dataset", str(tmp_path / "d" / "pairs.jsonl"),
                           "--backend", "pixel", "--by", "flaw", "phrasing",
                           "--out", str(tmp_path / "r.json")],
-                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+                         cwd=ROOT, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "STUDIO_DB": str(tmp_path / "studio.db")})
     assert res.returncode == 0, res.stderr
     results = json.loads((tmp_path / "r.json").read_text())
     assert results["n"] == 6 and results["backend"]["spec"] == "pixel"

@@ -234,7 +234,8 @@ def build_bench_tab(services: Services) -> None:
         def tick(done: int, total: int) -> None:
             progress((done, total), desc="judging", unit="items")
 
-        with benchruns.open_dataset(root, path=path_text, upload=upload_file) as dataset:
+        with benchruns.open_dataset(root, path=path_text, upload=upload_file,
+                                    suffixes=benchruns.BENCH_SUFFIXES) as dataset:
             result = benchruns.run_recorded(
                 services, dataset, spec, limit=_limit(n),
                 by=(keys or "").replace(",", " ").split(), progress=tick)
@@ -277,7 +278,8 @@ def build_bench_tab(services: Services) -> None:
         """Bench a backend on a pair-format dataset under the data folder (a .jsonl, a
         folder holding pairs.jsonl, or a .zip of one); limit 0 = every item. Records the
         run in the store and returns its summary: accuracy, n, run_id, per category."""
-        with benchruns.open_dataset(root, path=dataset) as data:
+        with benchruns.open_dataset(root, path=dataset,
+                                    suffixes=benchruns.BENCH_SUFFIXES) as data:
             result = benchruns.run_recorded(services, data, backend, limit=_limit(limit),
                                             by=("flaw",))
         return benchruns.summary(result)

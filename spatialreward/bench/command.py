@@ -1,10 +1,13 @@
-"""The ``bench`` subcommand: measure a backend against a pair-format dataset.
+"""The ``bench`` subcommand: measure a backend on a benchmark, or compare two runs.
 
-``python -m spatialreward bench --dataset pairs.jsonl --backend pixel --out results.json``
-judges every candidate, writes the results JSON (see
-:func:`~spatialreward.bench.runner.run_bench`) and prints a short summary table.
-The heavy imports (scipy, tqdm, the backends) happen in :func:`run`, not here, so
-registering the command costs the rest of the CLI nothing.
+``python -m spatialreward bench --dataset DIR_OR_FILE --backend mini --out results.json``
+reads the benchmark (format detected, :mod:`.formats`), judges every candidate through
+the store's cache, writes the results JSON (see :func:`~spatialreward.bench.runner.evaluate`)
+and the HTML report (:mod:`.report`) and prints a short summary table. Under ``torchrun``
+the items are sharded over the ranks (:mod:`.distributed`); rank 0 writes the files.
+``bench --compare RUN_A RUN_B`` prints two runs side by side.
+The heavy imports (pyarrow, scipy, tqdm, the backends) happen in :func:`run`, not here,
+so registering the command costs the rest of the CLI nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ from typing import Any
 
 from ..config import StudioConfig
 from ..errors import InputError
+
+FORMAT_NAMES = ("editscore", "tiger", "merbench", "mmrb2", "gedit", "pairs", "store")
+"""The names of :data:`.formats.FORMATS` (kept here so the parser imports no pyarrow)."""
 
 
 def _positive_int(text: str) -> int:
@@ -33,13 +39,22 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``bench`` to ``subparsers`` (from ``ArgumentParser.add_subparsers``)."""
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "bench",
-        help="measure a backend's accuracy on a pair-format dataset",
-        description="Judge every candidate of a pair-format JSONL dataset and compare the "
-        "scores with the human rankings: pairwise accuracy (model ties count wrong), exact "
-        "ranking accuracy for items with 3+ candidates, and recall of the target regions.",
+        help="measure a backend on a public benchmark or a pair-format dataset",
+        description="Judge every candidate of a benchmark (EditReward-Bench in EditScore's "
+        "or TIGER-Lab's layout, MER-Bench, MMRB2's edit task, GEdit-Bench with a model's "
+        "edits, our pair JSONL, or the store's human votes; local copies only) and score "
+        "the judge the way the benchmark's paper does. Writes results.json and an HTML "
+        "report; judgments are cached in the store, so an interrupted run resumes. Run it "
+        "under `torchrun --nproc_per_node=K -m spatialreward bench ...` to shard the items "
+        "over K processes (docs/benchmarks.md).",
     )
-    parser.add_argument("--dataset", required=True, type=Path,
-                        help="pair-format JSONL file (see storage/pairs.py)")
+    parser.add_argument("--dataset", type=Path, default=None,
+                        help="the benchmark's local copy: a .parquet/.arrow file or folder, a "
+                        "saved HF dataset, a pair-format .jsonl, MMRB2's edit.json, or a "
+                        "studio .db (human votes)")
+    parser.add_argument("--format", dest="fmt", default="auto",
+                        choices=["auto", *FORMAT_NAMES],
+                        help="the dataset's format (default: detected from its columns)")
     parser.add_argument("--backend", default="pixel",
                         help="reward-model backend spec (default: pixel; see `backends`)")
     parser.add_argument("--limit", type=_positive_int, default=None, metavar="N",
@@ -47,8 +62,24 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--by", action="extend", nargs="+", default=[], metavar="KEY",
                         help="also break accuracy down by these metadata keys "
                         "(repeat or list several)")
-    parser.add_argument("--out", type=Path, default=Path("results.json"),
-                        help="where to write the results JSON (default: results.json)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="where to write the results JSON (default: results.json); with "
+                        "--compare, where to write the comparison JSON")
+    parser.add_argument("--report", type=Path, default=None, metavar="HTML",
+                        help="where to write the HTML report (default: beside --out, .html)")
+    parser.add_argument("--no-report", dest="write_report", action="store_false",
+                        help="write no HTML report")
+    parser.add_argument("--db", type=Path, default=None,
+                        help="the store that caches judgments (default: STUDIO_DB or "
+                        "data/studio.db)")
+    parser.add_argument("--no-cache", dest="cache", action="store_false",
+                        help="neither read nor write judgments in the store")
+    parser.add_argument("--edits", type=Path, default=None, metavar="DIR",
+                        help="GEdit-Bench: the editing model's outputs, "
+                        "DIR/<task_type>/<language>/<key>.png")
+    parser.add_argument("--compare", nargs=2, type=Path, default=None,
+                        metavar=("RUN_A", "RUN_B"),
+                        help="compare two results.json files (or run folders) and exit")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
                         help="no progress bar (it only shows on a terminal anyway)")
     parser.set_defaults(func=run)
@@ -68,11 +99,20 @@ def format_summary(results: dict[str, Any]) -> str:
     backend = results["backend"]
     rows = [
         ("dataset", results["dataset"]),
+        ("format", results.get("format_title") or results.get("format") or "pairs"),
         ("backend", f"{backend['spec']} (version {backend['version']})"),
         ("n", f"{results['n']} items, {results['n_pairs']} pairs"),
         ("accuracy", f"{_num(results['accuracy'])}  95% CI {_ci(results['accuracy_ci'])}"
                      if results["accuracy"] is not None else "-"),
     ]
+    bench = results.get("benchmark") or {}
+    if bench.get("headline"):
+        rows.append(("benchmark", f"{_num(bench['headline']['value'])}  "
+                                  f"{bench['headline']['name']}"))
+    ceiling = bench.get("human_ceiling")
+    if ceiling:
+        rows.append(("ceiling", f"{_num(ceiling['accuracy'])}  one annotator vs the others' "
+                                f"majority ({ceiling['judgments']} judgments)"))
     if "ranking_accuracy" in results:
         rows.append(("ranking", f"{_num(results['ranking_accuracy'])} exact order "
                                 f"(n={results['ranking_n']}, items with 3+ candidates)"))
@@ -84,6 +124,11 @@ def format_summary(results: dict[str, Any]) -> str:
         ("tied", f"{results['tied_human']} (human tie, not scored)"),
         ("s/item", _num(results["seconds_per_item"])),
     ]
+    cache = results.get("cache")
+    if cache and cache.get("store"):
+        rows.append(("cache", f"{cache['reused']} judgments reused, {cache['judged']} made"))
+    if results.get("world_size", 1) > 1:
+        rows.append(("ranks", str(results["world_size"])))
     lines = [f"{label:10s}{value}" for label, value in rows]
     table = results["by_category"]
     if table:
@@ -110,24 +155,68 @@ def write_results(results: dict[str, Any], out: Path) -> None:
         raise InputError(f"cannot write the results to {out}: {err.strerror or err}") from None
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from .report import compare_results, format_comparison, load_results
+
+    a, b = (load_results(p) for p in args.compare)
+    cmp = compare_results(a, b)
+    print(format_comparison(cmp))
+    out = getattr(args, "out", None)
+    if out is not None:
+        write_results(cmp, Path(out))
+        print(f"\ncomparison written to {out}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark the parsed ``args`` describe; returns the exit status."""
+    if getattr(args, "compare", None):
+        return _compare(args)
     from ..service import Services
-    from .runner import run_bench
+    from .distributed import from_env, shutdown
+    from .formats import open_benchmark
+    from .report import write_report
+    from .runner import evaluate
 
     # getattr: a hand-built Namespace may leave the optional flags out.
     backend = getattr(args, "backend", None) or "pixel"
+    fmt = getattr(args, "fmt", None) or "auto"
     out = Path(getattr(args, "out", None) or "results.json")
-    services = Services(StudioConfig.from_env(backend=backend))
-    results = run_bench(
-        Path(args.dataset),
-        services,
-        backend,
-        limit=getattr(args, "limit", None),
-        by=getattr(args, "by", None) or (),
-        progress=getattr(args, "progress", True),
-    )
-    write_results(results, out)
-    print(format_summary(results))
-    print(f"\nresults written to {out}")
-    return 0
+    config = StudioConfig.from_env(backend=backend, db=getattr(args, "db", None))
+    dataset = getattr(args, "dataset", None)
+    if dataset is None:
+        if fmt != "store":
+            raise InputError("give --dataset (the benchmark's local copy), or --compare "
+                             "RUN_A RUN_B")
+        dataset = config.db  # the human bench reads the configured store
+    services = Services(config)
+    use_cache = getattr(args, "cache", True)
+    dist = from_env()
+    try:
+        services.backend(backend)  # an unknown backend fails before any work is done
+
+        def prepare() -> tuple[Any, Any]:
+            bench = open_benchmark(Path(dataset), fmt, limit=getattr(args, "limit", None),
+                                   edits=getattr(args, "edits", None))
+            return bench, services.store if use_cache else None
+
+        # Rank 0 opens (and, the first time, creates) the store before the others do.
+        if dist.is_main:
+            bench, store = prepare()
+        dist.barrier()
+        if not dist.is_main:
+            bench, store = prepare()
+        results = evaluate(bench, services, backend, by=getattr(args, "by", None) or (),
+                           progress=getattr(args, "progress", True), store=store, dist=dist)
+        if not dist.is_main:
+            return 0
+        write_results(results, out)
+        print(format_summary(results))
+        print(f"\nresults written to {out}")
+        if getattr(args, "write_report", True):
+            report = getattr(args, "report", None) or out.with_suffix(".html")
+            write_report(results, report, bench.items)
+            print(f"report written to {report}")
+        return 0
+    finally:
+        shutdown()

@@ -261,6 +261,8 @@ class ItemResult:
     """Group labels of the ``--by`` keys."""
     region_counts: tuple[int | None, ...] = ()
     """Regions each candidate's judgment located (None where it failed)."""
+    info: Mapping[str, Any] = field(default_factory=dict)
+    """What a benchmark's own metrics need besides the scores (task type, subset, ...)."""
 
     @property
     def k(self) -> int:
@@ -297,6 +299,8 @@ class ItemResult:
             d["groups"] = dict(self.groups)
         if self.region_counts:
             d["region_counts"] = list(self.region_counts)
+        if self.info:
+            d["info"] = dict(self.info)
         if self.error:
             d["error"] = self.error
         return d

@@ -1,28 +1,44 @@
-"""Run a reward model over a pair-format dataset and measure it against the human rankings.
+"""Run a reward model over a benchmark and measure it against the human verdicts.
 
-:func:`run_bench` reads the dataset (:mod:`storage.pairs`), judges every candidate
-with :meth:`Services.judge`, and returns the results dict that ``bench --out``
-writes (see :mod:`spatialreward.bench.metrics` for what each number means).
+:func:`run_bench` reads a benchmark in any format of :mod:`.formats`, judges every
+candidate with :meth:`Services.judge` and returns the results dict that ``bench --out``
+writes: the generic metrics of :func:`~spatialreward.bench.metrics.summarize`, the
+benchmark's own published metrics (``benchmark``, from :mod:`.public_metrics`) and one
+entry per item.
+
+With a ``store`` the judgments are cached there (:meth:`Store.cached_judgment`): each item
+is added once under a uid made from its content (image hashes, instruction, dimension,
+human order), each successful judgment is stored under the store's cache key (image
+hashes + instruction + backend name and version), so an interrupted run picks up where it
+stopped and another backend, or new weights, reuses nothing. Failed judgments are not
+stored: the next run tries them again.
+
+With a :class:`~.distributed.Dist` of several ranks each rank judges its shard and the
+per-item results are gathered, so every rank computes the numbers one process would.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
-from storage.pairs import PairItem, iter_pairs
+from storage.pairs import PairItem, ranking_to_json
 
-from ..errors import ImageError, InputError
+from ..errors import ImageError, InputError, StudioError, UnknownItemError
 from ..judgment import Judgment
 from ..service import Services
+from .distributed import Dist
+from .formats import FORMATS, BenchItem, Benchmark, open_benchmark
 from .metrics import (
     ItemResult,
     evaluate_item,
@@ -31,13 +47,32 @@ from .metrics import (
     score_for,
     summarize,
 )
+from .public_metrics import benchmark_metrics, gedit_scores
+from .tables import ImageRef, image_input
+
+if TYPE_CHECKING:
+    from storage.store import Store
 
 CacheKey = tuple[str, str, str]
 Outcome = Judgment | tuple[str, str]
 """A judgment, or (status, message) of the error that kept a candidate from being judged."""
+AnyItem = PairItem | BenchItem
+INFO_KEYS = ("task_type", "subset", "group", "comparison", "k", "language", "intersection",
+             "human_pick")
+"""Item metadata a benchmark's own metrics read back from the results (``info``)."""
 
 
-def _group_labels(item: PairItem, by: Sequence[str]) -> dict[str, str]:
+@dataclass
+class CacheStats:
+    """Where this run's judgments came from."""
+
+    reused: int = 0
+    """found in the store (an earlier or interrupted run)"""
+    judged: int = 0
+    """made by the backend now"""
+
+
+def _group_labels(item: AnyItem, by: Sequence[str]) -> dict[str, str]:
     # Metadata first (that is what --by is for); the item's own fields as a fallback,
     # so `--by dimension` works too.
     own = {"category": item.category, "dimension": item.dimension}
@@ -50,31 +85,124 @@ def _group_labels(item: PairItem, by: Sequence[str]) -> dict[str, str]:
 def _judge(
     services: Services,
     backend: str,
-    item: PairItem,
-    candidate: Path,
+    item: AnyItem,
+    candidate: ImageRef,
     cache: dict[CacheKey, Outcome],
+    stats: CacheStats | None = None,
 ) -> Outcome:
     key = (str(item.source), str(candidate), item.instruction)
     if key not in cache:
         try:
-            cache[key] = services.judge(item.source, candidate, item.instruction, backend)
-        except ImageError as err:
+            cache[key] = services.judge(image_input(item.source), image_input(candidate),
+                                        item.instruction, backend)
+            if stats is not None:
+                stats.judged += 1
+        except (ImageError, OSError) as err:
             # One unreadable image fails its item, not the run.
             cache[key] = ("image_error", str(err))
         except InputError as err:  # e.g. an empty instruction in one line of the dataset
             cache[key] = ("input_error", str(err))
+        except StudioError as err:  # a path that leaves the dataset's folder
+            cache[key] = ("image_error", str(err))
     return cache[key]
+
+
+def _read(ref: ImageRef) -> bytes:
+    return ref.read_bytes() if isinstance(ref, Path) else ref.read()
+
+
+def item_uid(item: AnyItem, shas: Sequence[str]) -> str:
+    """The store uid of a benchmark item: a hash of everything that defines it, so the
+    same uid always means the same images, instruction, dimension and human order."""
+    ranking = None if item.ranking is None else ranking_to_json(item.ranking)
+    text = json.dumps([item.instruction.strip(), item.dimension, ranking, list(shas)])
+    return "bench:" + hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _json_safe(value: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(value, default=str))  # type: ignore[no-any-return]
+
+
+def _judge_stored(services: Services, backend: str, item: AnyItem,
+                  cache: dict[CacheKey, Outcome], store: Store, stats: CacheStats,
+                  origin: str | None) -> list[Outcome] | None:
+    """Judge through the store's cache; None when the item cannot be stored (an
+    unreadable image, an empty instruction): the caller then judges without it."""
+    from storage.store import image_sha256
+
+    model = services.backend(backend)
+    data: list[bytes | None]
+    try:
+        store_item = getattr(item, "store_item", None)
+        if store_item is not None:
+            item_id = store_item
+            row = store.item(item_id)
+            shas = [row["source_sha256"], *row["candidates"]]
+            data = [None] * len(shas)  # read only if something must be judged
+        else:
+            data = [_read(ref) for ref in (item.source, *item.candidates)]
+            shas = [image_sha256(b) for b in data if b is not None]
+            uid = item_uid(item, shas)
+            try:
+                item_id = store.item_by_uid(uid)
+            except UnknownItemError:
+                item_id = store.add_item(
+                    item.instruction, data[0], data[1:], uid=uid, category=item.category,
+                    dimension=item.dimension,
+                    truth_ranking=None if item.ranking is None else ranking_to_json(item.ranking),
+                    truth_regions=item.regions, origin_dataset=origin, origin_id=item.id,
+                    metadata=_json_safe(item.metadata))
+    except (StudioError, OSError):
+        return None
+
+    def fresh(k: int) -> Outcome:
+        cached = store.cached_judgment(item_id, k, model.name, model.version)
+        if cached is not None:
+            stats.reused += 1
+            return cached
+        try:
+            for i in (0, k + 1):
+                if data[i] is None:
+                    data[i] = _read((item.source, *item.candidates)[i])
+            j = services.judge(data[0], data[k + 1], item.instruction, backend)
+        except InputError as err:
+            return ("input_error", str(err))
+        except (StudioError, OSError) as err:  # an image the store lost, or cannot decode
+            return ("image_error", str(err))
+        stats.judged += 1
+        if j.ok:  # failures are tried again by the next run
+            store.add_model_judgment(item_id, k, j, j.timings_ms.get("total"))
+        return j
+
+    outcomes: list[Outcome] = []
+    for k in range(len(item.candidates)):
+        key = (f"sha256:{shas[0]}", f"sha256:{shas[k + 1]}", item.instruction)
+        if key not in cache:
+            cache[key] = fresh(k)
+        outcomes.append(cache[key])
+    return outcomes
 
 
 def judge_item(
     services: Services,
     backend: str,
-    item: PairItem,
+    item: AnyItem,
     cache: dict[CacheKey, Outcome],
     by: Sequence[str] = (),
+    *,
+    store: Store | None = None,
+    stats: CacheStats | None = None,
+    fmt: str | None = None,
+    origin: str | None = None,
 ) -> ItemResult:
-    """Judge every candidate of ``item`` (through ``cache``) and score the item."""
-    outcomes = [_judge(services, backend, item, c, cache) for c in item.candidates]
+    """Judge every candidate of ``item`` (through ``cache``, and ``store`` when given)
+    and score the item."""
+    outcomes = None
+    if store is not None:
+        outcomes = _judge_stored(services, backend, item, cache, store,
+                                 stats if stats is not None else CacheStats(), origin)
+    if outcomes is None:
+        outcomes = [_judge(services, backend, item, c, cache, stats) for c in item.candidates]
     judgments = [o if isinstance(o, Judgment) else None for o in outcomes]
     statuses = [o.status if isinstance(o, Judgment) else o[0] for o in outcomes]
     errors = []
@@ -98,8 +226,18 @@ def judge_item(
         error="; ".join(errors) or None,
         groups=_group_labels(item, by),
     )
+    info = {k: item.metadata[k] for k in INFO_KEYS if k in item.metadata}
+    if fmt == "gedit" and judgments:
+        j = judgments[0]
+        scores = None if j is None or not j.ok else gedit_scores(j.sc, j.pq)
+        info.update(dict(zip(("semantics", "quality", "overall"), scores or (None,) * 3,
+                             strict=True)))
     counts = tuple(None if j is None else len(j.regions) for j in judgments)
-    return dataclasses.replace(result, region_counts=counts)
+    return dataclasses.replace(result, region_counts=counts, info=info)
+
+
+OnItem = Callable[[int, int, ItemResult], None]
+"""``on_item(done, total, result)``, called after each item this rank judged."""
 
 
 def run_bench(
@@ -109,34 +247,95 @@ def run_bench(
     limit: int | None = None,
     by: Sequence[str] = (),
     progress: bool = True,
+    *,
+    fmt: str | None = None,
+    store: Store | None = None,
+    edits: Path | None = None,
+    dist: Dist | None = None,
+    on_item: OnItem | None = None,
 ) -> dict[str, Any]:
-    """Judge the first ``limit`` items of ``dataset`` (all when None) and measure accuracy.
+    """Judge the first ``limit`` items of ``dataset`` (all when None) and measure them.
 
-    Returns a JSON-ready dict: the dataset and backend, the metrics of
-    :func:`~spatialreward.bench.metrics.summarize`, ``seconds_per_item``,
-    ``created`` and the per-item ``items`` list.
-    """
+    ``fmt`` names the format (None: detected); ``store`` caches judgments (None: only in
+    memory, for this run); ``edits`` is GEdit-Bench's folder of outputs; ``dist`` shards
+    the items over ``torchrun`` ranks. Returns the JSON-ready results dict (see
+    :func:`evaluate`)."""
     if limit is not None and limit < 1:
         raise InputError(f"--limit must be at least 1, got {limit}")
     # Build the backend first: an unknown backend fails before any work is done.
-    model = services.backend(backend)
-    # The (limited) file is read and validated up front, so a malformed line stops the
+    services.backend(backend)
+    # The (limited) dataset is read and validated up front, so a malformed row stops the
     # run before the judging time is spent rather than half-way through it.
-    items = list(islice(iter_pairs(dataset), limit))
+    bench = open_benchmark(dataset, fmt, limit=limit, edits=edits)
+    return evaluate(bench, services, backend, by=by, progress=progress, store=store,
+                    dist=dist, on_item=on_item)
+
+
+def evaluate(
+    bench: Benchmark,
+    services: Services,
+    backend: str,
+    *,
+    by: Sequence[str] = (),
+    progress: bool = True,
+    store: Store | None = None,
+    dist: Dist | None = None,
+    on_item: OnItem | None = None,
+) -> dict[str, Any]:
+    """Judge the items of ``bench`` and return the results dict: ``dataset``, ``format``,
+    ``backend``, ``created``, the metrics of :func:`summarize`, ``benchmark`` (the
+    format's published metrics), ``judgments``, ``cache``, ``seconds_per_item``,
+    ``items_per_second``, ``world_size``, ``notes`` and the per-item ``items``."""
+    model = services.backend(backend)
+    items = bench.items
+    if not items:
+        why = f" ({json.dumps(bench.notes)})" if bench.notes else ""
+        raise InputError(f"{bench.path} holds no items to judge{why}")
+    if not all(it.candidates for it in items):
+        raise InputError(f"{bench.path} is a prompt set (GEdit-Bench): there is nothing to "
+                         "judge until an editing model has answered it; pass --edits DIR "
+                         "with the model's outputs (DIR/<task_type>/<language>/<key>.png)")
+    if bench.store is not None and store is not None:
+        store = bench.store  # the human bench caches into the store it reads
+    dist = dist or Dist()
+    keys = tuple(dict.fromkeys([*bench.by, *by]))
+    mine = dist.shard(len(items))
     cache: dict[CacheKey, Outcome] = {}
-    show = progress and sys.stderr.isatty()
+    stats = CacheStats()
+    show = progress and dist.is_main and sys.stderr.isatty()
     t0 = time.perf_counter()
-    results = [
-        judge_item(services, backend, item, cache, by)
-        for item in tqdm(items, desc="bench", unit="item", disable=not show, file=sys.stderr)
-    ]
+    local = []
+    for done, i in enumerate(tqdm(mine, desc="bench", unit="item", disable=not show,
+                                  file=sys.stderr), 1):
+        result = judge_item(services, backend, items[i], cache, keys, store=store,
+                            stats=stats, fmt=bench.format, origin=bench.format)
+        local.append((i, result))
+        if on_item is not None:
+            on_item(done, len(mine), result)
+    parts = dist.gather((local, len(cache), stats.reused, stats.judged))
     elapsed = time.perf_counter() - t0
+    results = [r for _, r in sorted((pair for part in parts for pair in part[0]),
+                                    key=lambda p: p[0])]
+    entries = [r.to_dict() for r in results]
+    agreement = None
+    if bench.format == "store" and bench.store is not None:
+        from storage.agreement import agreement as store_agreement
+
+        agreement = store_agreement(bench.store, model.name)
     return {
-        "dataset": str(dataset),
+        "dataset": str(bench.path),
+        "format": bench.format,
+        "format_title": FORMATS[bench.format].title,
         "backend": {"spec": backend, "name": model.name, "version": model.version},
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        **summarize(results, by),
-        "judgments": len(cache),
-        "seconds_per_item": elapsed / len(items) if items else None,
-        "items": [r.to_dict() for r in results],
+        **summarize(results, keys),
+        "benchmark": benchmark_metrics(bench.format, entries, agreement),
+        "judgments": sum(p[1] for p in parts),
+        "cache": {"store": store is not None, "reused": sum(p[2] for p in parts),
+                  "judged": sum(p[3] for p in parts)},
+        "seconds_per_item": elapsed / len(items),
+        "items_per_second": len(items) / elapsed if elapsed > 0 else None,
+        "world_size": dist.world_size,
+        "notes": dict(bench.notes),
+        "items": entries,
     }
