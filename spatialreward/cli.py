@@ -18,6 +18,7 @@ from .bench.command import add_parser as add_bench_parser
 from .config import StudioConfig
 from .errors import StudioError
 from .judgment import Judgment
+from .rl.command import add_parsers as add_rl_parsers
 
 EXIT_USER_ERROR = 2
 
@@ -154,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth.set_defaults(func=cmd_synth)
 
     add_bench_parser(sub)
+    add_rl_parsers(sub)
 
     from storage.command import add_parser as add_db_parser
 

@@ -13,7 +13,7 @@ import gradio as gr
 
 from spatialreward.service import Services
 
-from . import annotate, bench, data, inspect
+from . import annotate, bench, data, inspect, train
 
 TITLE = "SpatialReward Studio"
 
@@ -31,6 +31,8 @@ def build_demo(services: Services) -> gr.Blocks:
             annotate.build_annotate_tab(services)
         with gr.Tab("Bench", id="bench"):
             bench.build_bench_tab(services)
+        with gr.Tab("Train", id="train"):
+            train.build_train_tab(services)
         with gr.Tab("Data", id="data"):
             data.build_data_tab(services)
     return demo
@@ -39,7 +41,8 @@ def build_demo(services: Services) -> gr.Blocks:
 def launch_options(services: Services) -> dict[str, Any]:
     """Keyword arguments for ``demo.launch`` (everything but host, port and share)."""
     options: dict[str, Any] = {
-        "head": "\n".join(getattr(tab, "HEAD", "") for tab in (inspect, annotate, bench, data)),
+        "head": "\n".join(getattr(tab, "HEAD", "")
+                          for tab in (inspect, annotate, bench, train, data)),
         "max_file_size": services.config.max_upload_bytes,
         "footer_links": ["api"],
     }

@@ -1,0 +1,221 @@
+"""Settings of a Flow-GRPO run: one frozen dataclass, read from JSON, validated.
+
+The Flow-GRPO defaults follow ``shared/PROTOCOL.md`` (noise level 0.7, groups of 12,
+advantages clipped to +-5, clip range 1e-4, KL weight 0.04, 60% of the timesteps,
+LoRA). The protocol gives no learning rate; 3e-4 is Flow-GRPO's LoRA default.
+This module imports no torch: the UI validates a config before starting a run.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from ..synth.language import OPERATIONS
+
+ORACLE = "gt"  # the ground-truth score as a reward: an upper bound, and cheap in tests
+
+
+@dataclass(frozen=True)
+class RewardTerm:
+    """One reward backend and its weight in the mix."""
+
+    backend: str = field(metadata={"help": "backend spec (mini, mini:PATH, pixel, vlm:PATH) "
+                                           "or 'gt', the ground-truth oracle"})
+    weight: float = field(default=1.0, metadata={"help": "weight in the mix (> 0)"})
+
+    def __post_init__(self) -> None:
+        if not self.backend.strip():
+            raise ConfigError("a reward term needs a backend spec, e.g. 'mini'")
+        if not self.weight > 0:
+            raise ConfigError(f"reward weight of {self.backend!r} must be > 0, got {self.weight}")
+
+
+def parse_reward_mix(text: str) -> tuple[RewardTerm, ...]:
+    """``"mini=0.7, pixel=0.3"`` (or just ``"mini"``) -> reward terms.
+
+    >>> [(t.backend, t.weight) for t in parse_reward_mix("mini:data/x=2, pixel")]
+    [('mini:data/x', 2.0), ('pixel', 1.0)]
+    """
+    terms = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        spec, eq, weight = part.rpartition("=")
+        if not eq:
+            spec, weight = part, "1"
+        try:
+            terms.append(RewardTerm(spec.strip(), float(weight)))
+        except ValueError:
+            raise ConfigError(f"reward weight {weight!r} in {part!r} is not a number; "
+                              "write BACKEND=WEIGHT, e.g. mini=0.7") from None
+    if not terms:
+        raise ConfigError("name at least one reward backend, e.g. 'mini' or 'mini=0.7, pixel=0.3'")
+    return tuple(terms)
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@dataclass(frozen=True)
+class RLConfig:
+    """One Flow-GRPO run (a JSON file with these keys; paths relative to the repo root)."""
+
+    policy: str = field(default="models/editor", metadata=_help(
+        "editor checkpoint folder (editor.safetensors + config.json)"))
+    rewards: tuple[RewardTerm, ...] = field(default=(RewardTerm("mini"),), metadata=_help(
+        "reward mix: [{backend, weight}, ...] or 'mini=0.7, pixel=0.3'"))
+    out: str = field(default="", metadata=_help(
+        "output folder (checkpoints, samples, curves); the Studio sets it per run"))
+    # -- prompts
+    prompts: int = field(default=256, metadata=_help("training prompts (SynthEdit train split)"))
+    ops: tuple[str, ...] = field(default=(), metadata=_help(
+        "operations to train on (empty: all, taking turns)"))
+    phrasings: str = field(default="seen", metadata=_help(
+        "'seen': the train split's phrasings; 'all': held-out phrasings too"))
+    eval_prompts: int = field(default=60, metadata=_help(
+        "held-out prompts (test split) for ground-truth success before, during, after"))
+    eval_every: int = field(default=0, metadata=_help(
+        "held-out evaluation every N steps (0: only at the start and the end)"))
+    # -- Flow-GRPO
+    steps: int = field(default=100, metadata=_help("RL steps (sample, reward, update)"))
+    prompts_per_step: int = field(default=4, metadata=_help("prompts per step (all ranks)"))
+    group_size: int = field(default=12, metadata=_help("samples per prompt G"))
+    sampling_steps: int = field(default=10, metadata=_help("sampler steps per edit"))
+    noise_level: float = field(default=0.7, metadata=_help("SDE noise level a"))
+    clip_range: float = field(default=1e-4, metadata=_help("PPO ratio clip range"))
+    adv_clip: float = field(default=5.0, metadata=_help("advantages clipped to +-this"))
+    kl_weight: float = field(default=0.04, metadata=_help("beta: weight of the KL to the "
+                                                          "reference policy"))
+    timestep_fraction: float = field(default=0.6, metadata=_help(
+        "share of the stochastic steps each trajectory trains on"))
+    lr: float = field(default=3e-4, metadata=_help("AdamW learning rate"))
+    weight_decay: float = field(default=1e-4, metadata=_help("AdamW weight decay"))
+    max_grad_norm: float = field(default=1.0, metadata=_help("gradient norm clip"))
+    updates_per_step: int = field(default=2, metadata=_help(
+        "optimiser steps per RL step (the rollouts split into this many minibatches)"))
+    finetune: str = field(default="lora", metadata=_help("'lora' or 'full'"))
+    lora_rank: int = field(default=8, metadata=_help("LoRA rank"))
+    lora_alpha: float = field(default=16.0, metadata=_help("LoRA alpha (scale alpha/rank)"))
+    micro_batch: int = field(default=16, metadata=_help("rows per forward/backward pass"))
+    # -- rewards and monitoring
+    judge_size: int = field(default=256, metadata=_help(
+        "edits are upscaled to this many pixels before the reward model judges them"))
+    reward_batch: int = field(default=32, metadata=_help("edits per reward-model call"))
+    alert_window: int = field(default=10, metadata=_help("steps the hacking alert looks at"))
+    alert_rise: float = field(default=0.02, metadata=_help(
+        "reward rise (0..1) over the window that, with a ground-truth fall, raises the alert"))
+    alert_drop: float = field(default=0.05, metadata=_help(
+        "ground-truth success fall (0..1) over the window that raises the alert"))
+    # -- bookkeeping
+    seed: int = field(default=0, metadata=_help("seed of prompts, noise and timesteps"))
+    threads: int = field(default=2, metadata=_help("torch CPU threads per process"))
+    checkpoint_every: int = field(default=5, metadata=_help("steps between checkpoints"))
+    sample_every: int = field(default=1, metadata=_help(
+        "steps between sample groups logged to the store (0: never)"))
+    max_minutes: float = field(default=0.0, metadata=_help(
+        "stop (and checkpoint) after this much wall-clock time; 0: no limit"))
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        rewards = self.rewards
+        if isinstance(rewards, str):
+            rewards = parse_reward_mix(rewards)
+        set_(self, "rewards", tuple(r if isinstance(r, RewardTerm) else
+                                    RewardTerm(r) if isinstance(r, str) else RewardTerm(**r)
+                                    for r in rewards))
+        set_(self, "ops", tuple(self.ops))
+        if not self.rewards:
+            raise ConfigError("rewards is empty; name at least one backend, e.g. ['mini']")
+        bad_ops = [o for o in self.ops if o not in OPERATIONS]
+        if bad_ops:
+            raise ConfigError(f"unknown ops {bad_ops}; choose from {', '.join(OPERATIONS)}")
+        positive = ("prompts", "steps", "prompts_per_step", "group_size", "sampling_steps",
+                    "updates_per_step", "micro_batch", "judge_size", "reward_batch",
+                    "alert_window", "threads", "checkpoint_every", "lora_rank")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.group_size < 2:
+            raise ConfigError(f"group_size must be at least 2 (advantages compare samples of "
+                              f"a prompt), got {self.group_size}")
+        if self.sampling_steps < 2:
+            raise ConfigError("sampling_steps must be at least 2 (the last step is the "
+                              "deterministic one; the others are trained)")
+        if self.prompts_per_step > self.prompts:
+            raise ConfigError(f"prompts_per_step {self.prompts_per_step} exceeds the "
+                              f"{self.prompts} training prompts")
+        if (self.prompts_per_step * self.group_size) % self.updates_per_step:
+            raise ConfigError(f"prompts_per_step * group_size = "
+                              f"{self.prompts_per_step * self.group_size} rollouts do not "
+                              f"split into updates_per_step = {self.updates_per_step} "
+                              "equal minibatches")
+        if not 0 < self.timestep_fraction <= 1:
+            raise ConfigError(f"timestep_fraction must be in (0, 1], got "
+                              f"{self.timestep_fraction}")
+        if not 0 < self.noise_level <= 2:
+            raise ConfigError(f"noise_level must be in (0, 2], got {self.noise_level}")
+        for name in ("clip_range", "adv_clip", "lr"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("kl_weight", "weight_decay", "max_minutes", "eval_prompts", "eval_every",
+                     "sample_every", "max_grad_norm"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must not be negative, got {getattr(self, name)}")
+        if self.finetune not in ("lora", "full"):
+            raise ConfigError(f"finetune must be 'lora' or 'full', got {self.finetune!r}")
+        if self.phrasings not in ("seen", "all"):
+            raise ConfigError(f"phrasings must be 'seen' or 'all', got {self.phrasings!r}")
+
+    def train_timesteps(self) -> int:
+        """How many of the stochastic steps (all but the last) each row trains on.
+
+        >>> RLConfig(sampling_steps=10).train_timesteps()
+        5
+        """
+        return max(1, round(self.timestep_fraction * (self.sampling_steps - 1)))
+
+    def check_world(self, world: int) -> None:
+        """Prompts are sharded across ``world`` processes: each takes the same number."""
+        if self.prompts_per_step % world:
+            raise ConfigError(f"prompts_per_step {self.prompts_per_step} must be divisible by "
+                              f"the {world} processes (each samples whole groups)")
+        local = self.prompts_per_step // world * self.group_size
+        if local % self.updates_per_step:
+            raise ConfigError(f"each process's {local} rollouts must split into "
+                              f"updates_per_step = {self.updates_per_step} minibatches")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["rewards"] = [asdict(r) for r in self.rewards]
+        d["ops"] = list(self.ops)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "the config") -> RLConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"unknown keys in {where}: {sorted(unknown)}; "
+                              f"known: {sorted(known)}")
+        try:
+            return cls(**data)
+        except TypeError as err:
+            raise ConfigError(f"{where}: {err}") from None
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> RLConfig:
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise ConfigError(f"cannot read RL config {path}: {err}") from err
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path} must hold a JSON object of settings")
+        return cls.from_dict(data, str(path))
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=1))
