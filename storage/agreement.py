@@ -68,19 +68,23 @@ def default_backend(store: Store) -> str | None:
     return None if row is None else str(row["backend"])
 
 
-def model_scores(store: Store, backend: str) -> dict[int, dict[int, float]]:
+def model_scores(store: Store, backend: str, sizes: Mapping[int, int] | None = None
+                 ) -> dict[int, dict[int, float]]:
     """item -> candidate -> overall, the latest judgment of each candidate by ``backend``
-    (only items whose every candidate is judged)."""
+    (only items whose every candidate is judged). ``sizes``: item -> number of
+    candidates, when the caller already read it."""
     with store._lock:
-        # SQLite takes the bare columns of an aggregate query from the MAX(id) row.
+        # The covering index (backend, item_id, candidate, id, overall) yields rows in
+        # this order without a sort; a later judgment of a candidate overwrites an older.
         rows = store.db.conn.execute(
-            "SELECT item_id, candidate, overall, MAX(id) FROM model_judgments "
-            "WHERE backend = ? AND overall IS NOT NULL GROUP BY item_id, candidate",
+            "SELECT item_id, candidate, overall FROM model_judgments "
+            "WHERE backend = ? AND overall IS NOT NULL ORDER BY item_id, candidate, id",
             [backend]).fetchall()
-        sizes = dict(store.db.conn.execute("SELECT id, n_candidates FROM items").fetchall())
-    scores: dict[int, dict[int, float]] = defaultdict(dict)
-    for item_id, candidate, overall, _ in rows:
-        scores[item_id][candidate] = float(overall)
+        if sizes is None:
+            sizes = dict(store.db.conn.execute("SELECT id, n_candidates FROM items").fetchall())
+    scores: dict[int, dict[int, float]] = {}
+    for item_id, candidate, overall in rows:
+        scores.setdefault(item_id, {})[candidate] = overall
     return {i: s for i, s in scores.items() if len(s) == sizes.get(i)}
 
 
@@ -98,7 +102,9 @@ def disagreement_queue(store: Store, backend: str | None = None, min_judgments: 
     and items with fewer than ``min_judgments`` current judgments, fewest first."""
     backend = backend or default_backend(store)
     votes = human_votes(store)
-    scores = model_scores(store, backend) if backend else {}
+    with store._lock:
+        sizes = dict(store.db.conn.execute("SELECT id, n_candidates FROM items").fetchall())
+    scores = model_scores(store, backend, sizes) if backend else {}
     found = []  # (-margin, item, model's top candidates, human pick, judgments)
     for item_id, s in scores.items():
         labels = votes.get(item_id)
@@ -117,11 +123,9 @@ def disagreement_queue(store: Store, backend: str | None = None, min_judgments: 
     queue = [{"item_id": item_id, "model_pick": str(tops[0]) if len(tops) == 1 else "tie",
               "human_pick": str(h), "margin": -neg, "votes": votes[item_id], "judgments": n}
              for neg, item_id, tops, h, n in first]
-    with store._lock:
-        all_items = [r[0] for r in store.db.conn.execute("SELECT id FROM items ORDER BY id")]
     totals = {i: sum(labels.values()) for i, labels in votes.items()}
     few = sorted(({"item_id": i, "judgments": totals.get(i, 0)}
-                  for i in all_items if totals.get(i, 0) < min_judgments),
+                  for i in sizes if totals.get(i, 0) < min_judgments),
                  key=lambda r: (r["judgments"], r["item_id"]))
     return {"backend": backend, "disagreements": queue, "total_disagreements": len(found),
             "needs_judgments": few[:limit] if limit else few,
