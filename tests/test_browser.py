@@ -33,9 +33,9 @@ def test_an_example_from_the_gallery_ranks_three_candidates_with_attention(app_u
         assert page.locator("#ranked-gallery img").count() >= 3
         assert "#1 Candidate 1" in page.inner_text("#ranking").replace("**", "")
         page.wait_for_selector("#attention-edited img", timeout=30_000)
-        assert "red circle" in page.inner_text("#reasoning")
+        assert "is the change the instruction asks for" in page.inner_text("#reasoning")
         page.get_by_label("Candidate 2").check()
-        # Candidate 2's own facts: it drew a blue circle.
+        # Candidate 2's own reasoning: its blue shape is not what was asked for.
         page.wait_for_function(
-            "() => document.querySelector('#reasoning').innerText.includes('blue circle')",
-            timeout=30_000)
+            "() => document.querySelector('#reasoning').innerText"
+            ".includes('is not the change the instruction asks for')", timeout=60_000)
