@@ -37,18 +37,24 @@ def boxes(draw):
     return (x1, y1, draw(st.integers(x1 + 1, 1000)), draw(st.integers(y1 + 1, 1000)))
 
 
+def text(max_size: int) -> st.SearchStrategy[str]:
+    """Text a judge could write: no ``<think>`` tags, which the parser strips on purpose
+    (everything after an unclosed ``<think>`` is the model thinking, not its answer)."""
+    return st.text(max_size=max_size).filter(lambda t: "think>" not in t.lower())
+
+
 @st.composite
 def region_lists(draw):
     ids = draw(st.lists(st.integers(0, 50), unique=True, max_size=5))
-    return tuple(Region(id=i, label=draw(st.text(max_size=20)), bbox_2d=draw(boxes())) for i in ids)
+    return tuple(Region(id=i, label=draw(text(20)), bbox_2d=draw(boxes())) for i in ids)
 
 
 @st.composite
 def judgments(draw):
     regions = draw(region_lists())
-    sentences = [(r.id, draw(st.text(max_size=40))) for r in regions]
+    sentences = [(r.id, draw(text(40))) for r in regions]
     # Free text must not contain our markers by accident, or the segments would change.
-    free = st.text(max_size=60).filter(lambda t: "<|" not in t)
+    free = text(60).filter(lambda t: "<|" not in t)
     reasoning = compose_reasoning(
         [(rid, s.replace("<|", "< |")) for rid, s in sentences], draw(free), draw(free)
     )
@@ -58,7 +64,7 @@ def judgments(draw):
         pq=draw(pairs),
         regions=regions,
         reasoning=reasoning,
-        pq_reasoning=draw(st.text(max_size=60)),
+        pq_reasoning=draw(text(60)),
         aggregation=draw(st.sampled_from(sorted(AGGREGATORS))),
         backend="test",
         backend_version="1",
