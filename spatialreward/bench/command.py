@@ -25,7 +25,8 @@ FORMAT_NAMES = ("editscore", "tiger", "merbench", "mmrb2", "gedit", "pairs", "st
 """The names of :data:`.formats.FORMATS` (kept here so the parser imports no pyarrow)."""
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1 (shared by the CLI commands)."""
     try:
         value = int(text)
     except ValueError:
@@ -57,7 +58,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         help="the dataset's format (default: detected from its columns)")
     parser.add_argument("--backend", default="pixel",
                         help="reward-model backend spec (default: pixel; see `backends`)")
-    parser.add_argument("--limit", type=_positive_int, default=None, metavar="N",
+    parser.add_argument("--limit", type=positive_int, default=None, metavar="N",
                         help="evaluate only the first N items")
     parser.add_argument("--by", action="extend", nargs="+", default=[], metavar="KEY",
                         help="also break accuracy down by these metadata keys "

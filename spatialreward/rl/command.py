@@ -13,18 +13,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..bench.command import positive_int
 from ..errors import ConfigError
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
 
 # -- train-editor ---------------------------------------------------------------------------
 
@@ -91,7 +81,7 @@ def add_rl_parser(sub: Any) -> argparse.ArgumentParser:
         "checkpoint; --resume continues from it. Runs under torchrun too.",
     )
     p.add_argument("--config", required=True, help="RL config JSON file")
-    p.add_argument("--run-id", type=_positive, default=None,
+    p.add_argument("--run-id", type=positive_int, default=None,
                    help="record into this existing run (the Studio passes it)")
     p.add_argument("--resume", action="store_true",
                    help="continue from the checkpoint in the run's folder")
@@ -100,7 +90,7 @@ def add_rl_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--no-store", action="store_true",
                    help="record nothing in a store (needs `out` in the config or --out)")
     p.add_argument("--out", default=None, help="output folder (overrides the config's)")
-    p.add_argument("--steps", type=_positive, default=None, help="override the step count")
+    p.add_argument("--steps", type=positive_int, default=None, help="override the step count")
     p.set_defaults(func=cmd_rl)
     return p
 
@@ -157,17 +147,17 @@ def add_eval_editor_parser(sub: Any) -> argparse.ArgumentParser:
                    help="editor checkpoint folder, or an RL run folder (uses its checkpoint)")
     p.add_argument("--split", default="test", choices=["train", "val", "test"],
                    help="prompt split (default: test, held out)")
-    p.add_argument("--n", type=_positive, default=120, help="prompts (default 120)")
+    p.add_argument("--n", type=positive_int, default=120, help="prompts (default 120)")
     p.add_argument("--backend", action="append", default=None, metavar="SPEC",
                    help="reward model(s) to score with (repeat; default: mini)")
-    p.add_argument("--steps", type=_positive, default=10, help="ODE steps (default 10)")
+    p.add_argument("--steps", type=positive_int, default=10, help="ODE steps (default 10)")
     p.add_argument("--phrasings", default="seen", choices=["seen", "all"],
                    help="'seen' (default) or 'all' (with held-out phrasings)")
     p.add_argument("--seed", type=int, default=0, help="prompt seed (default 0)")
-    p.add_argument("--judge-size", type=_positive, default=256,
+    p.add_argument("--judge-size", type=positive_int, default=256,
                    help="pixels the edits are upscaled to before judging (default 256)")
-    p.add_argument("--threads", type=_positive, default=2, help="torch threads (default 2)")
-    p.add_argument("--workers", type=_positive, default=1,
+    p.add_argument("--threads", type=positive_int, default=2, help="torch threads (default 2)")
+    p.add_argument("--workers", type=positive_int, default=1,
                    help="processes drawing the prompts (default 1)")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the table as JSON")
     p.set_defaults(func=cmd_eval_editor)
