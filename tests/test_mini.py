@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -40,8 +41,9 @@ def test_box_masks_cover_the_boxes_and_tiny_boxes_get_a_patch():
 
 def test_training_learns(tiny):
     arrays, tok, _ = tiny
-    torch.manual_seed(0)
-    model = MiniRewardModel(MiniConfig(vocab_size=len(tok.vocab)))
+    torch.manual_seed(0)  # the shipped architecture (configs/mini.json)
+    model = MiniRewardModel(MiniConfig(vocab_size=len(tok.vocab), place_match=True,
+                                       region_counts=True))
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     batch = tensors(arrays, np.arange(len(arrays)))
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
@@ -73,7 +75,8 @@ def test_backend_from_a_saved_checkpoint(tiny, tmp_path):
     from storage.pairs import read_pairs
 
     arrays, tok, folder = tiny
-    model = MiniRewardModel(MiniConfig(vocab_size=len(tok.vocab))).eval()
+    model = MiniRewardModel(MiniConfig(vocab_size=len(tok.vocab), place_match=True,
+                                       region_counts=True)).eval()
     save(model, tok, tmp_path, {})
     backend = MiniBackend(tmp_path)
     item = read_pairs(folder / "pairs.jsonl")[0]
@@ -81,10 +84,16 @@ def test_backend_from_a_saved_checkpoint(tiny, tmp_path):
                for c in item.candidates]
     batched = backend.judge_many(triples)
     single = [backend.judge(*t) for t in triples]
+    assert any(a.regions for a in batched)
     for a, b in zip(batched, single, strict=True):
         assert a.sc == pytest.approx(b.sc, abs=1e-3) and a.regions == b.regions
         assert a.status == "ok" and 0 <= a.overall <= 10
         assert referenced_regions(a.reasoning) == {r.id for r in a.regions}
+        if a.regions:  # the tally the scorer reads is stated, from the same match scores
+            tally = re.search(r"add up to ([\d.]+) changes", a.reasoning)
+            assert tally, a.reasoning
+            total = sum(r.confidence or 0.0 for r in a.regions)
+            assert float(tally.group(1)) == pytest.approx(total, abs=0.06)
         att = a.attention
         assert 0 <= att.source_share <= 1 and 0 < att.concentration <= 1
         assert att.entropy_source > 0 and att.entropy_edited > 0
@@ -173,3 +182,26 @@ def test_place_agreement_reads_the_cell_of_each_region():
     model = MiniRewardModel(MiniConfig(vocab_size=8, place_match=True))
     assert model.match[0].in_features == MiniRewardModel(MiniConfig(vocab_size=8)).match[
         0].in_features + 1
+
+
+def test_matched_counts_tell_a_move_from_a_copy():
+    from spatialreward.mini.model import N_COLOR, N_FACTS, matched_counts
+
+    def region(before_none: bool, after_none: bool) -> torch.Tensor:
+        facts = torch.zeros(N_FACTS)
+        facts[N_COLOR - 1 if before_none else 0] = 1.0
+        facts[2 * N_COLOR - 1 if after_none else N_COLOR] = 1.0
+        return facts
+
+    # A move: the object left one region and arrived in another, both matched.
+    move = matched_counts(torch.tensor([[1.0, 1.0]]),
+                          torch.stack([region(False, True), region(True, False)])[None])
+    # A copy that was not moved: only the arrival, plus an unmatched stray change.
+    copy = matched_counts(torch.tensor([[1.0, 0.0]]),
+                          torch.stack([region(True, False), region(False, False)])[None])
+    assert move.tolist() == [[2.0, 1.0, 1.0, 0.0]]
+    assert copy.tolist() == [[1.0, 0.0, 1.0, 0.0]]
+    wide = MiniRewardModel(MiniConfig(vocab_size=8, region_counts=True)).head[0].in_features
+    assert wide == MiniRewardModel(MiniConfig(vocab_size=8)).head[0].in_features + 4
+    with pytest.raises(ValueError, match="need use_regions"):
+        MiniConfig(vocab_size=8, use_regions=False, region_counts=True)

@@ -10,7 +10,8 @@ Data flow for a batch of B (source, edited, instruction) triples::
         plus the edited-minus-source difference -> region embedding (B, R, D)
         -> facts (colour and shape before/after) and "does this match the instruction"
     the text summary attends over the region embeddings; with the region statistics and the
-    preservation of everything outside -> sc = [edit_success, over_editing], pq = [nat, art]
+    preservation of everything outside, and what the matched regions add up to (how many
+    departures, arrivals, in-place changes) -> sc = [edit_success, over_editing], pq = [nat, art]
 
 ``MiniConfig.use_regions = False`` is the ablation: one global pool over all patches
 replaces the region embeddings.
@@ -50,10 +51,16 @@ class MiniConfig:
     place_match: bool = field(default=False, metadata={
         "help": "give the matcher the agreement between a region's grid cell and the place "
                 "the instruction names"})
+    region_counts: bool = field(default=False, metadata={
+        "help": "give the scorer what the matched regions add up to: how many, and how many "
+                "show something leaving, arriving or changing in place (see matched_counts)"})
 
     def __post_init__(self) -> None:
         if self.dim % self.heads:
             raise ValueError(f"dim {self.dim} must be divisible by heads {self.heads}")
+        if not self.use_regions and (self.place_match or self.region_counts):
+            raise ValueError("place_match and region_counts read regions: they need "
+                             "use_regions=True (the global ablation has neither)")
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -119,6 +126,25 @@ def place_agreement(boxes: torch.Tensor, slot_probs: torch.Tensor) -> torch.Tens
     return places.gather(1, cell)
 
 
+N_COUNTS = 4
+
+
+def matched_counts(p_match: torch.Tensor, fact_probs: torch.Tensor) -> torch.Tensor:
+    """(B, R) match probabilities, (B, R, N_FACTS) fact probabilities -> (B, 4): the
+    expected number of matched regions, and of matched regions where something left
+    (nothing there after), arrived (nothing there before) or changed in place.
+
+    A move is one departure plus one arrival; a copy that was not moved is an arrival
+    alone, because its original never changes and so no region covers it. The best
+    matching region cannot tell these apart; what the matched regions add up to can.
+    """
+    came = fact_probs[..., N_COLOR - 1]  # before colour "none"
+    gone = fact_probs[..., 2 * N_COLOR - 1]  # after colour "none"
+    stay = (1.0 - came) * (1.0 - gone)
+    return torch.stack([p_match.sum(-1), (p_match * gone).sum(-1), (p_match * came).sum(-1),
+                        (p_match * stay).sum(-1)], -1)
+
+
 class MiniRewardModel(nn.Module):
     def __init__(self, config: MiniConfig) -> None:
         super().__init__()
@@ -142,7 +168,9 @@ class MiniRewardModel(nn.Module):
         self.match = nn.Sequential(nn.Linear(d + N_FACTS + 4 + N_SLOTS + extra, 2 * d),
                                    nn.GELU(), nn.Linear(2 * d, 1))
         self.outside = nn.Sequential(nn.Linear(2 * d + 4, d), nn.GELU())
-        self.head = nn.Sequential(nn.Linear(3 * d + N_SLOTS + N_FACTS + 3, 2 * d), nn.GELU(),
+        counts = N_COUNTS if config.region_counts else 0
+        self.head = nn.Sequential(nn.Linear(3 * d + N_SLOTS + N_FACTS + 3 + counts, 2 * d),
+                                  nn.GELU(),
                                   nn.Linear(2 * d, 4))
 
     def forward(self, source: torch.Tensor, edited: torch.Tensor, heat: torch.Tensor,
@@ -208,8 +236,11 @@ class MiniRewardModel(nn.Module):
         stray = (1.0 - p_match) * valid.to(p_match.dtype)
         box_area = (geometry[..., 2] - geometry[..., 0]) * (geometry[..., 3] - geometry[..., 1])
         unasked = torch.stack([stray.sum(-1), (stray * box_area).sum(-1)], -1)  # (B, 2)
-        fused = torch.cat([text_vec, slot_probs, region_vec * best, region_facts, best, unasked,
-                           outside], -1)
+        fused_parts = [text_vec, slot_probs, region_vec * best, region_facts, best, unasked,
+                       outside]
+        if self.config.region_counts:
+            fused_parts.append(matched_counts(p_match, fact_probs))
+        fused = torch.cat(fused_parts, -1)
         scores = torch.sigmoid(self.head(fused)) * 25.0  # (B, 4): s1, s2, nat, art
         return {
             "slots": slot_logits,
@@ -223,4 +254,4 @@ class MiniRewardModel(nn.Module):
         }
 
 
-__all__ = ["MAX_REGIONS", "MiniConfig", "MiniRewardModel", "box_masks"]
+__all__ = ["MAX_REGIONS", "MiniConfig", "MiniRewardModel", "box_masks", "matched_counts"]

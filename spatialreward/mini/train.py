@@ -48,6 +48,8 @@ class TrainConfig:
     threads: int = field(default=2, metadata={"help": "torch CPU threads"})
     use_regions: bool = field(default=True, metadata={"help": "False: global-pool ablation"})
     place_match: bool = field(default=False, metadata={"help": "see MiniConfig.place_match"})
+    region_counts: bool = field(default=False, metadata={
+        "help": "see MiniConfig.region_counts"})
     rank_weight: float = field(default=1.0, metadata={"help": "weight of the ranking loss"})
     fact_weight: float = field(default=0.3, metadata={"help": "weight of the region losses"})
     limit: int | None = field(default=None, metadata={"help": "use only the first N items"})
@@ -194,7 +196,7 @@ def train(config: TrainConfig, log: Any = print) -> dict[str, Any]:
     log(f"prepared {len(train_a)} train / {len(val_a)} val examples in "
         f"{time.perf_counter() - t0:.0f} s")
     model_cfg = MiniConfig(vocab_size=len(tok.vocab), use_regions=config.use_regions,
-                           place_match=config.place_match)
+                           place_match=config.place_match, region_counts=config.region_counts)
     model = MiniRewardModel(model_cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     items = np.unique(train_a.item)
