@@ -164,3 +164,70 @@ def test_the_sampler_with_the_true_velocity_lands_on_the_target(prompts):
             p = prompts[k // 2]
             assert np.abs(img.astype(int) - p.target.astype(int)).max() <= 1
             assert ground_truth(p.source, p.target, p.footprint, img).success
+
+
+def test_a_fresh_residual_editor_leaves_the_source_alone(prompts):
+    """With ``prediction = "residual"`` the zero-initialised output layer predicts "no
+    change": the velocity is (x_s - 0) / s and both samplers land on the source."""
+    from dataclasses import replace
+
+    from spatialreward.rl.editor import MIN_SIGMA
+
+    torch.manual_seed(0)
+    net = EditorNet(replace(TINY_EDITOR, prediction="residual"))
+    src = to_tensor([p.source for p in prompts])
+    tokens = torch.tensor([encode(p.instruction) for p in prompts])
+    x, sigma = torch.randn_like(src), torch.tensor([0.9, 0.5, 0.1, 0.01])
+    expected = (x - net.predict(x, sigma, src, tokens)) / sigma.clamp(min=MIN_SIGMA)[
+        :, None, None, None]
+    assert torch.allclose(net(x, sigma, src, tokens), expected)
+    policy = EmbeddedEditor(net)
+    for level in (0.0, 0.7):
+        r = policy.sample([p.source for p in prompts], [p.instruction for p in prompts], 1,
+                          list(range(4)), steps=5, noise_level=level)
+        for img, p in zip(r.images, prompts, strict=True):
+            assert np.abs(img.astype(int) - p.source.astype(int)).max() <= 1
+    with pytest.raises(ConfigError, match="prediction"):
+        replace(TINY_EDITOR, prediction="noise")
+
+
+def test_the_residual_loss_and_the_change_weight(prompts):
+    from dataclasses import replace
+
+    torch.manual_seed(0)
+    src = to_tensor([p.source for p in prompts])
+    tgt = to_tensor([p.target for p in prompts])
+    tokens = torch.tensor([encode(p.instruction) for p in prompts])
+    net = EditorNet(replace(TINY_EDITOR, prediction="residual"))
+    # A fresh residual net predicts zero, so its loss is the mean squared residual; the
+    # change weight puts more of the mean on changed pixels, which is where it is nonzero.
+    residual = ((tgt - src) / 2) ** 2
+    plain = flow_matching_loss(net, src, tgt, tokens, torch.Generator().manual_seed(0))
+    assert float(plain.detach()) == pytest.approx(float(residual.mean()), rel=1e-5)
+    weighted = flow_matching_loss(net, src, tgt, tokens, torch.Generator().manual_seed(0),
+                                  change_weight=9.0)
+    assert float(weighted.detach()) > 2 * float(plain.detach())
+    weighted.backward()
+    assert net.out.weight.grad is not None and net.out.weight.grad.abs().sum() > 0
+
+
+def test_simple_scenes_are_an_option_that_leaves_the_default_stream_alone():
+    from spatialreward.rl.config import RLConfig
+    from spatialreward.rl.prompts import make_prompt
+    from spatialreward.synth.scenes import make_scene
+
+    a = make_prompt("train", 3, 5, 32)
+    b = make_prompt("train", 3, 5, 32, scenes="default")
+    assert a.instruction == b.instruction and np.array_equal(a.target, b.target)
+    simple = make_prompt("train", 3, 5, 32, scenes="simple")
+    assert not np.array_equal(simple.source, a.source)
+    for seed in range(20):
+        scene = make_scene(np.random.default_rng(seed), size=(128, 128), n_objects=2,
+                           backgrounds=("gradient",), area=(0.03, 0.06))
+        assert scene.background_kind == "gradient" and len(scene.objects) == 2
+    with pytest.raises(ConfigError, match="scenes"):
+        make_prompt("train", 3, 5, 32, scenes="busy")
+    with pytest.raises(ConfigError, match="scenes"):
+        RLConfig(scenes="busy")
+    with pytest.raises(ConfigError, match="scenes"):
+        EditorTrainConfig(scenes="busy")

@@ -109,7 +109,7 @@ def cmd_eval_editor(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     policy = EmbeddedEditor.load(_policy_folder(args.policy))
     prompts = prompt_set(args.split, args.n, policy.image_size, seed=args.seed, ops=OPERATIONS,
-                         phrasings=args.phrasings, workers=args.workers)
+                         phrasings=args.phrasings, workers=args.workers, scenes=args.scenes)
     backends = args.backend if args.backend is not None else ["mini"]
     result = evaluate_editor(policy, prompts, steps=args.steps, backends=backends,
                              judge_size=args.judge_size)
@@ -119,7 +119,7 @@ def cmd_eval_editor(args: argparse.Namespace) -> int:
     if args.json:
         payload = {k: v for k, v in result.items() if k != "images"}
         payload.update({"policy": args.policy, "split": args.split, "seed": args.seed,
-                        "phrasings": args.phrasings})
+                        "phrasings": args.phrasings, "scenes": args.scenes})
         Path(args.json).write_text(json.dumps(payload, indent=1))
         print(f"wrote {args.json}")
     return 0
@@ -136,6 +136,8 @@ def _policy_folder(text: str) -> Path:
 
 
 def add_eval_editor_parser(sub: Any) -> argparse.ArgumentParser:
+    from .prompts import SCENES  # numpy and the scene code, no torch
+
     p: argparse.ArgumentParser = sub.add_parser(
         "eval-editor",
         help="GEdit-style table of an editor: ground-truth success, SC/PQ/overall",
@@ -153,6 +155,9 @@ def add_eval_editor_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--steps", type=positive_int, default=10, help="ODE steps (default 10)")
     p.add_argument("--phrasings", default="seen", choices=["seen", "all"],
                    help="'seen' (default) or 'all' (with held-out phrasings)")
+    p.add_argument("--scenes", default="default", choices=sorted(SCENES),
+                   help="scene distribution of the prompts (default: default; use the one "
+                        "the editor was trained on)")
     p.add_argument("--seed", type=int, default=0, help="prompt seed (default 0)")
     p.add_argument("--judge-size", type=positive_int, default=256,
                    help="pixels the edits are upscaled to before judging (default 256)")

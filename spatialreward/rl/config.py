@@ -77,6 +77,9 @@ class RLConfig:
         "operations to train on (empty: all, taking turns)"))
     phrasings: str = field(default="seen", metadata=_help(
         "'seen': the train split's phrasings; 'all': held-out phrasings too"))
+    scenes: str = field(default="default", metadata=_help(
+        "scene distribution of training and held-out prompts (rl.prompts.SCENES): "
+        "'default' or 'simple'; use the one the policy was pretrained on"))
     eval_prompts: int = field(default=60, metadata=_help(
         "held-out prompts (test split) for ground-truth success before, during, after"))
     eval_every: int = field(default=0, metadata=_help(
@@ -170,6 +173,10 @@ class RLConfig:
             raise ConfigError(f"finetune must be 'lora' or 'full', got {self.finetune!r}")
         if self.phrasings not in ("seen", "all"):
             raise ConfigError(f"phrasings must be 'seen' or 'all', got {self.phrasings!r}")
+        from .prompts import SCENES
+
+        if self.scenes not in SCENES:
+            raise ConfigError(f"scenes must be one of {', '.join(SCENES)}, got {self.scenes!r}")
 
     def train_timesteps(self) -> int:
         """How many of the stochastic steps (all but the last) each row trains on.

@@ -31,6 +31,7 @@ from ..errors import ConfigError
 from ..synth.language import COLORS, POSITIONS, SHAPES, TEMPLATES
 
 MAX_WORDS = 16
+MIN_SIGMA = 0.05  # residual prediction: the velocity divides by at least this noise level
 PAD, UNK = 0, 1
 _WORD = re.compile(r"[a-z]+")
 
@@ -79,6 +80,10 @@ class EditorConfig:
     attention_levels: int = field(default=2, metadata={
         "help": "how many of the coarsest levels cross-attend over the words"})
     vocab_size: int = field(default=len(VOCAB), metadata={"help": "fixed by the language"})
+    prediction: str = field(default="velocity", metadata={
+        "help": "what the U-Net outputs: 'velocity' (v = noise - x) or 'residual' (the clean "
+                "residual x; v = (x_s - x) / max(s, MIN_SIGMA)): a zero output is then "
+                "'leave the source alone' at every noise level"})
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
@@ -91,6 +96,9 @@ class EditorConfig:
                 self.text_dim % self.heads):
             raise ConfigError(f"heads {self.heads} must divide text_dim and the channels of "
                               "the attention levels")
+        if self.prediction not in ("velocity", "residual"):
+            raise ConfigError(f"prediction must be 'velocity' or 'residual', "
+                              f"got {self.prediction!r}")
         if self.vocab_size != len(VOCAB):
             raise ConfigError(f"vocab_size {self.vocab_size} does not match the language's "
                               f"{len(VOCAB)} words; this checkpoint was made for another "
@@ -227,7 +235,16 @@ class EditorNet(nn.Module):
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor, source: torch.Tensor,
                 tokens: torch.Tensor) -> torch.Tensor:
-        """x, source: (B, 3, S, S) in [-1, 1] scale; sigma: (B,); tokens: (B, T) ids."""
+        """The velocity. x, source: (B, 3, S, S) in [-1, 1] scale; sigma: (B,); tokens:
+        (B, T) ids."""
+        out = self.predict(x, sigma, source, tokens)
+        if self.config.prediction == "velocity":
+            return out
+        return (x - out) / sigma.clamp(min=MIN_SIGMA)[:, None, None, None]
+
+    def predict(self, x: torch.Tensor, sigma: torch.Tensor, source: torch.Tensor,
+                tokens: torch.Tensor) -> torch.Tensor:
+        """The U-Net's raw output (a velocity or a clean residual, see ``prediction``)."""
         words, keep, pooled = self.text(tokens)
         cond = F.silu(self.time(timestep_features(sigma, self.config.cond_dim))
                       + self.text_cond(pooled))  # (B, Dc)

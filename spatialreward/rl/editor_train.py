@@ -33,7 +33,7 @@ from ..synth.language import OPERATIONS
 from .editor import EditorConfig, EditorNet, encode
 from .embedded import EmbeddedEditor, residual_target, to_tensor
 from .evaluate import evaluate_editor, format_table
-from .prompts import prompt_set
+from .prompts import SCENES, prompt_set
 
 CACHE_FORMAT = 1
 
@@ -55,6 +55,11 @@ class EditorTrainConfig:
     val_prompts: int = field(default=120, metadata=_help(
         "validation prompts (val split), operations taking turns"))
     phrasings: str = field(default="seen", metadata=_help("'seen' or 'all' phrasings"))
+    scenes: str = field(default="default", metadata=_help(
+        "scene distribution of the prompts (rl.prompts.SCENES): 'default' or 'simple'"))
+    change_weight: float = field(default=0.0, metadata=_help(
+        "extra loss weight on the pixels the edit changes (dilated by 3 px): a pixel there "
+        "counts 1 + change_weight times"))
     steps: int = field(default=5000, metadata=_help("optimiser steps"))
     batch_size: int = field(default=32, metadata=_help("pairs per step"))
     lr: float = field(default=1e-3, metadata=_help("peak AdamW learning rate"))
@@ -79,6 +84,10 @@ class EditorTrainConfig:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not 0 <= self.ema < 1:
             raise ConfigError(f"ema must be in [0, 1), got {self.ema}")
+        if self.scenes not in SCENES:
+            raise ConfigError(f"scenes must be one of {', '.join(SCENES)}, got {self.scenes!r}")
+        if self.change_weight < 0:
+            raise ConfigError(f"change_weight must be >= 0, got {self.change_weight}")
         if self.lr <= 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
 
@@ -107,8 +116,9 @@ def training_arrays(config: EditorTrainConfig, log: Callable[[str], None] = prin
                     ) -> dict[str, np.ndarray]:
     """Source, target (N, S, S, 3) uint8 and word ids (N, T), cached in ``config.cache``."""
     size, n = config.model.size, config.train_items
+    scenes = "" if config.scenes == "default" else f"-{config.scenes}"
     cache = Path(config.cache) / (f"editor-train-v{CACHE_FORMAT}-s{config.seed}-n{n}-{size}px-"
-                                  f"{config.phrasings}.npz")
+                                  f"{config.phrasings}{scenes}.npz")
     if cache.is_file():
         with np.load(cache, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
@@ -117,7 +127,8 @@ def training_arrays(config: EditorTrainConfig, log: Callable[[str], None] = prin
     chunk = 2000
     for start in range(0, n, chunk):
         prompts = prompt_set("train", min(chunk, n - start), size, seed=config.seed,
-                             phrasings=config.phrasings, workers=config.workers, start=start)
+                             phrasings=config.phrasings, workers=config.workers, start=start,
+                             scenes=config.scenes)
         parts["source"].append(np.stack([p.source for p in prompts]))
         parts["target"].append(np.stack([p.target for p in prompts]))
         parts["tokens"].append(np.array([encode(p.instruction) for p in prompts], np.int64))
@@ -131,14 +142,25 @@ def training_arrays(config: EditorTrainConfig, log: Callable[[str], None] = prin
 
 
 def flow_matching_loss(net: EditorNet, source: torch.Tensor, target: torch.Tensor,
-                       tokens: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """MSE between the predicted and the true velocity at a random noise level."""
+                       tokens: torch.Tensor, generator: torch.Generator,
+                       change_weight: float = 0.0) -> torch.Tensor:
+    """MSE between the predicted and the true velocity (or clean residual, for a
+    residual-predicting net) at a random noise level; ``change_weight`` > 0 weights the
+    pixels near the change 1 + change_weight times."""
     x = residual_target(source, target)
     sigma = torch.rand(x.shape[0], generator=generator)
     noise = torch.randn(x.shape, generator=generator)
     s = sigma[:, None, None, None]
     xs = (1 - s) * x + s * noise
-    return F.mse_loss(net(xs, sigma, source, tokens), noise - x)
+    if net.config.prediction == "residual":
+        pred, want = net.predict(xs, sigma, source, tokens), x
+    else:
+        pred, want = net(xs, sigma, source, tokens), noise - x
+    if not change_weight:
+        return F.mse_loss(pred, want)
+    changed = (x.abs().amax(1, keepdim=True) > 4 / 255).float()  # > 4 levels in a channel
+    weight = 1 + change_weight * F.max_pool2d(changed, 7, stride=1, padding=3)
+    return ((pred - want) ** 2 * weight).sum() / (weight.sum() * 3)
 
 
 def _lr_factor(step: int, warmup: int, total: int) -> float:
@@ -161,7 +183,8 @@ def train_editor(config: EditorTrainConfig, log: Callable[[str], None] = print
     t0 = time.perf_counter()
     data = training_arrays(config, log)
     val = prompt_set("val", config.val_prompts, config.model.size, seed=config.seed,
-                     ops=OPERATIONS, phrasings=config.phrasings, workers=config.workers)
+                     ops=OPERATIONS, phrasings=config.phrasings, workers=config.workers,
+                     scenes=config.scenes)
     log(f"{len(data['source'])} training pairs, {len(val)} validation prompts "
         f"({time.perf_counter() - t0:.0f} s)")
     net = EditorNet(config.model)
@@ -183,7 +206,8 @@ def train_editor(config: EditorTrainConfig, log: Callable[[str], None] = print
         cursor += config.batch_size
         loss = flow_matching_loss(net, to_tensor(data["source"][idx]),
                                   to_tensor(data["target"][idx]),
-                                  torch.from_numpy(data["tokens"][idx]), gen)
+                                  torch.from_numpy(data["tokens"][idx]), gen,
+                                  config.change_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)

@@ -30,6 +30,14 @@ from ..synth.scenes import make_scene
 DRAW_SIZE = 256
 STREAM = 0xED17  # separates prompt streams from SynthEdit's item streams
 MAX_OBJECTS = 4
+# Scene distributions a prompt can be drawn from: objects per scene (inclusive range),
+# background kinds (None: all of SynthEdit's) and object area as a share of the image
+# (None: SynthEdit's 1-5%). "simple" (2-3 large objects on a smooth gradient) is what a
+# small CPU-trained editor can learn within an hour; the ground truth is the same.
+SCENES: dict[str, dict] = {
+    "default": {"objects": (2, MAX_OBJECTS), "backgrounds": None, "area": None},
+    "simple": {"objects": (2, 3), "backgrounds": ("gradient",), "area": (0.03, 0.06)},
+}
 
 
 @dataclass(frozen=True)
@@ -51,21 +59,26 @@ def _reduce(img: np.ndarray, size: int) -> np.ndarray:
 
 
 def make_prompt(split: str, seed: int, index: int, size: int, *, op: str | None = None,
-                phrasings: str = "seen", flaws: Sequence[str] = ()) -> EditPrompt:
+                phrasings: str = "seen", flaws: Sequence[str] = (),
+                scenes: str = "default") -> EditPrompt:
     """The prompt ``index`` of a (split, seed) stream at ``size`` pixels.
 
     ``op`` forces the operation; ``phrasings="all"`` also uses the phrasings SynthEdit
     holds out of its train split (on the train split too). ``flaws`` also renders those
     SynthEdit flaws of the edit (``prompt.flawed``), drawn after the correct edit so the
-    prompt itself does not change.
+    prompt itself does not change. ``scenes`` picks a scene distribution of ``SCENES``.
     """
     if split not in SPLITS:
         raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     if phrasings not in ("seen", "all"):
         raise ConfigError(f"phrasings must be 'seen' or 'all', got {phrasings!r}")
+    if scenes not in SCENES:
+        raise ConfigError(f"scenes must be one of {', '.join(SCENES)}, got {scenes!r}")
+    kind = SCENES[scenes]
     rng = np.random.default_rng(np.random.SeedSequence([SPLITS[split], seed, index, STREAM]))
-    scene = make_scene(rng, size=(DRAW_SIZE, DRAW_SIZE),
-                       n_objects=int(rng.integers(2, MAX_OBJECTS + 1)))
+    lo, hi = kind["objects"]
+    scene = make_scene(rng, size=(DRAW_SIZE, DRAW_SIZE), n_objects=int(rng.integers(lo, hi + 1)),
+                       backgrounds=kind["backgrounds"], area=kind["area"])
     task = random_task(scene, rng, op=op)
     words = instruction_for(scene, task, rng, "train" if phrasings == "seen" else "test")
     editor = Editor(scene, rng)
@@ -84,15 +97,15 @@ def make_prompt(split: str, seed: int, index: int, size: int, *, op: str | None 
                       flawed)
 
 
-def _job(args: tuple[str, int, int, int, str | None, str]) -> EditPrompt:
-    split, seed, index, size, op, phrasings = args
+def _job(args: tuple[str, int, int, int, str | None, str, str]) -> EditPrompt:
+    split, seed, index, size, op, phrasings, scenes = args
     cv2.setNumThreads(1)
-    return make_prompt(split, seed, index, size, op=op, phrasings=phrasings)
+    return make_prompt(split, seed, index, size, op=op, phrasings=phrasings, scenes=scenes)
 
 
 def prompt_set(split: str, n: int, size: int, *, seed: int = 0,
                ops: Sequence[str] | None = None, phrasings: str = "seen",
-               workers: int = 1, start: int = 0) -> list[EditPrompt]:
+               workers: int = 1, start: int = 0, scenes: str = "default") -> list[EditPrompt]:
     """Prompts ``start .. start + n - 1``; with ``ops``, the operations take turns (index
     k gets ``ops[k % len(ops)]``), so every operation is equally represented."""
     if n < 1:
@@ -101,7 +114,7 @@ def prompt_set(split: str, n: int, size: int, *, seed: int = 0,
     unknown = [o for o in ops if o not in OPERATIONS]
     if unknown:
         raise ConfigError(f"unknown operations {unknown}; choose from {', '.join(OPERATIONS)}")
-    jobs = [(split, seed, k, size, ops[k % len(ops)] if ops else None, phrasings)
+    jobs = [(split, seed, k, size, ops[k % len(ops)] if ops else None, phrasings, scenes)
             for k in range(start, start + n)]
     if workers > 1 and n >= 16:
         ctx = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")

@@ -133,10 +133,11 @@ class FlowGRPOTrainer:
         self.module = policy.wrap(lambda m: wrap_ddp(self.world, m))
         size = policy.image_size
         self.train_prompts = prompt_set("train", config.prompts, size, seed=config.seed,
-                                        ops=config.ops, phrasings=config.phrasings)
+                                        ops=config.ops, phrasings=config.phrasings,
+                                        scenes=config.scenes)
         self.eval_prompts = (prompt_set("test", config.eval_prompts, size, seed=config.seed,
                                         ops=config.ops or OPERATIONS,
-                                        phrasings=config.phrasings)
+                                        phrasings=config.phrasings, scenes=config.scenes)
                              if config.eval_prompts else [])
         self.step = 0  # completed steps
         self.history: list[dict[str, float]] = []  # metrics of every completed step

@@ -161,17 +161,26 @@ def photo_background(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarr
 
 
 def make_scene(rng: np.random.Generator, *, hard: bool = False,
-               size: tuple[int, int] | None = None, n_objects: int | None = None) -> Scene:
-    """A random scene; ``hard``: 5-6 small, low-contrast, shadowless objects."""
+               size: tuple[int, int] | None = None, n_objects: int | None = None,
+               backgrounds: tuple[str, ...] | None = None,
+               area: tuple[float, float] | None = None) -> Scene:
+    """A random scene; ``hard``: 5-6 small, low-contrast, shadowless objects.
+
+    ``backgrounds`` restricts the background kinds (default: all of
+    ``BACKGROUND_KINDS``) and ``area`` sets the range of an object's share of the image
+    (default: (0.01, 0.05), hard (0.004, 0.012)); left at None, the scene and the random
+    stream are exactly as before."""
     h, w = size or IMAGE_SIZES[int(rng.integers(len(IMAGE_SIZES)))]
-    kind = BACKGROUND_KINDS[int(rng.integers(len(BACKGROUND_KINDS)))]
+    kinds = BACKGROUND_KINDS if backgrounds is None else backgrounds
+    kind = kinds[int(rng.integers(len(kinds)))]
     if kind == "photo":
         background, photo = photo_background(rng, h, w)
         kind = f"photo:{photo}"
     else:
         background = make_background(rng, h, w, kind).astype(np.float32)
     n = n_objects or int(rng.integers(5, 7) if hard else rng.integers(2, 7))
-    area = (0.004, 0.012) if hard else (0.01, 0.05)
+    if area is None:
+        area = (0.004, 0.012) if hard else (0.01, 0.05)
     cells = rng.permutation(9)[:n]
     pairs = [(c, s) for c in PALETTE for s in SHAPES]
     chosen = rng.permutation(len(pairs))[:n]
