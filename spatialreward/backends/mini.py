@@ -28,7 +28,7 @@ from safetensors.torch import load_file
 from ..errors import ConfigError
 from ..judgment import AttentionSummary, Judgment, Mask, Region
 from ..mini.features import PAD, SIZE, UNK, Features, Tokenizer, prepare
-from ..mini.model import MiniConfig, MiniRewardModel, box_masks, matched_counts
+from ..mini.model import MiniConfig, MiniRewardModel, box_masks
 from ..reasoning import compose_reasoning
 from ..regions import PixelEvidence
 from ..synth.language import COLORS, SHAPES
@@ -153,8 +153,10 @@ class MiniBackend:
             found = f"the best-matching region scores {max(r.confidence or 0 for r in regions):.2f}"
         else:
             found = "no change above the re-encoding noise was found"
-        if regions and self.model.config.region_counts:
-            found += "; " + self._tally(out, k)
+        if regions and "counts" in out:  # the tally the score head read
+            n, gone, came, stay = out["counts"][k].tolist()
+            found += (f"; the matched regions add up to {n:.1f} changes ({gone:.1f} leaving, "
+                      f"{came:.1f} arriving, {stay:.1f} changing in place)")
         verdict = (f"Edit success {sc[0]:.1f}/25: {found}. Over-editing {sc[1]:.1f}/25: "
                    f"outside the regions the image is preserved at "
                    f"{f.evidence.preservation:.2f}.")
@@ -168,16 +170,6 @@ class MiniBackend:
             meta={"instruction_read": True,
                   "unknown_words": int((out["tokens"][k] == UNK).sum())},
         )
-
-    @staticmethod
-    def _tally(out: dict, k: int) -> str:
-        """What the matched regions add up to: the same counts the scorer reads."""
-        names = ("before_color", "after_color", "before_shape", "after_shape")
-        facts = torch.cat([torch.softmax(out[n][k], -1) for n in names], -1)
-        p = torch.sigmoid(out["match"][k]).masked_fill(~out["valid"][k], 0.0)
-        n, gone, came, stay = matched_counts(p[None], facts[None])[0].tolist()
-        return (f"the matched regions add up to {n:.1f} changes ({gone:.1f} leaving, "
-                f"{came:.1f} arriving, {stay:.1f} changing in place)")
 
     def _attention_summary(self, out: dict, k: int, f: Features) -> AttentionSummary:
         n_words = _n_words(out["tokens"][k])

@@ -238,11 +238,14 @@ class MiniRewardModel(nn.Module):
         unasked = torch.stack([stray.sum(-1), (stray * box_area).sum(-1)], -1)  # (B, 2)
         fused_parts = [text_vec, slot_probs, region_vec * best, region_facts, best, unasked,
                        outside]
+        extra: dict[str, torch.Tensor] = {}
         if self.config.region_counts:
-            fused_parts.append(matched_counts(p_match, fact_probs))
+            extra["counts"] = matched_counts(p_match, fact_probs)  # (B, N_COUNTS)
+            fused_parts.append(extra["counts"])
         fused = torch.cat(fused_parts, -1)
         scores = torch.sigmoid(self.head(fused)) * 25.0  # (B, 4): s1, s2, nat, art
         return {
+            **extra,
             "slots": slot_logits,
             "sc": scores[:, :2], "pq": scores[:, 2:], "match": match, "valid": valid,
             # fact order: before colour, after colour, before shape, after shape
