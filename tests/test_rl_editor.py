@@ -231,3 +231,23 @@ def test_simple_scenes_are_an_option_that_leaves_the_default_stream_alone():
         RLConfig(scenes="busy")
     with pytest.raises(ConfigError, match="scenes"):
         EditorTrainConfig(scenes="busy")
+
+
+def test_an_editor_checkpoint_says_which_scenes_it_was_trained_on(tmp_path):
+    from spatialreward.rl.config import recorded_scenes
+    from spatialreward.rl.tiny import tiny_editor
+    from ui.train import build_config
+
+    assert recorded_scenes(tmp_path / "nothing-here") == "default"
+    plain = EmbeddedEditor(tiny_editor()).save(tmp_path / "plain")
+    assert recorded_scenes(plain) == "default"
+    trained = EmbeddedEditor(tiny_editor()).save(
+        tmp_path / "trained", {"train": EditorTrainConfig(scenes="simple").to_dict()})
+    assert recorded_scenes(trained) == "simple"
+    assert recorded_scenes(EmbeddedEditor(tiny_editor()).save(
+        tmp_path / "rl", {"scenes": "simple"})) == "simple"
+    # the Train tab's config follows the policy unless the form says otherwise
+    form = ("pixel", 8, [], 4, 2, 2, 3, 4, 3e-4, 0.7, 0.04, 1e-4, 0.6, "lora", 1)
+    assert build_config(str(trained), *form).scenes == "simple"
+    assert build_config(str(plain), *form).scenes == "default"
+    assert build_config(str(trained), *form, scenes="default").scenes == "default"

@@ -17,7 +17,7 @@ from ui.train import alert_markdown, build_train_tab, status_markdown, status_su
 
 FORM = dict(rewards="pixel", prompts=8, ops=[], eval_prompts=4, steps=2, per_step=2,
             group=3, sampling=4, lr=3e-4, noise=0.7, kl=0.04, clip=1e-4, fraction=0.6,
-            finetune="lora", threads=1, processes=1)
+            finetune="lora", threads=1, scenes="default", processes=1)
 
 
 @pytest.fixture(scope="module")

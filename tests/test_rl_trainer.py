@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from spatialreward.judgment import Judgment
-from spatialreward.rl.config import RewardTerm, RLConfig
+from spatialreward.rl.config import RewardTerm, RLConfig, recorded_scenes
 from spatialreward.rl.embedded import EmbeddedEditor
 from spatialreward.rl.prompts import prompt_set
 from spatialreward.rl.rewards import RewardMix
@@ -184,3 +184,5 @@ def test_a_stop_request_checkpoints_and_cancels(tmp_path):
     trainer.log = lambda line: trainer.request_stop()  # stop after the first step
     assert trainer.run() == "cancelled" and trainer.step == 1
     assert (tmp_path / "checkpoint" / "state.json").is_file()
+    # the editor kept for eval-editor records the scenes it was trained on
+    assert recorded_scenes(tmp_path / "checkpoint" / "editor") == config.scenes

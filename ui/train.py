@@ -6,9 +6,9 @@ folder, refreshed by a timer. This module imports no torch.
 
 API: ``/start_rl`` (policy, rewards, prompts, ops, eval prompts, steps, prompts per step,
 group size, sampling steps, lr, noise level, KL weight, clip range, timestep fraction,
-finetune, threads, processes, name) -> run status dict; ``/stop_rl`` (run id) and ``/resume_rl``
-(run id) -> run status dict; ``/rl_status`` (run id) -> status dict with the latest
-metrics and the hacking alert; ``/refresh_rl`` (run id) is the timer's view update.
+finetune, threads, scenes, processes, name) -> run status dict; ``/stop_rl`` (run id)
+and ``/resume_rl`` (run id) -> run status dict; ``/rl_status`` (run id) -> status dict
+with the latest metrics and the hacking alert; ``/refresh_rl`` (run id) is the timer's view update.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from spatialreward.errors import InputError, StudioError
 from spatialreward.judgment import Region
 from spatialreward.overlay import draw_regions
 from spatialreward.rl.charts import curves_figure, history_from_metrics
-from spatialreward.rl.config import ORACLE, RLConfig, parse_reward_mix
+from spatialreward.rl.config import ORACLE, RLConfig, parse_reward_mix, recorded_scenes
+from spatialreward.rl.prompts import SCENES
 from spatialreward.rl.runs import REPO, Launcher
 from spatialreward.service import Services
 from spatialreward.synth.language import OPERATIONS
@@ -160,7 +161,7 @@ def build_config(policy: str, rewards: str, prompts: Any, ops: Sequence[str] | N
                  eval_prompts: Any, steps: Any, prompts_per_step: Any, group_size: Any,
                  sampling_steps: Any, lr: Any, noise_level: Any, kl_weight: Any,
                  clip_range: Any, timestep_fraction: Any, finetune: str,
-                 threads: Any = DEFAULTS.threads) -> RLConfig:
+                 threads: Any = DEFAULTS.threads, scenes: str | None = None) -> RLConfig:
     """The form's values as a validated RLConfig (a bad value is a clear error)."""
     def whole(x: Any, name: str) -> int:
         if x is None or x == "":
@@ -172,8 +173,10 @@ def build_config(policy: str, rewards: str, prompts: Any, ops: Sequence[str] | N
             raise InputError(f"{name} is empty")
         return float(x)
 
+    policy = (policy or DEFAULTS.policy).strip()
     return RLConfig(
-        policy=(policy or DEFAULTS.policy).strip(), rewards=parse_reward_mix(rewards or ""),
+        policy=policy, rewards=parse_reward_mix(rewards or ""),
+        scenes=scenes or recorded_scenes(policy),
         prompts=whole(prompts, "training prompts"), ops=tuple(ops or ()),
         eval_prompts=whole(eval_prompts, "held-out prompts"), steps=whole(steps, "steps"),
         prompts_per_step=whole(prompts_per_step, "prompts per step"),
@@ -212,6 +215,9 @@ def build_train_tab(services: Services) -> None:
                                  label="Held-out prompts")
         ops = gr.CheckboxGroup(list(OPERATIONS), label="Operations (none ticked = all)",
                                scale=3)
+        scenes = gr.Dropdown(sorted(SCENES), value=recorded_scenes(DEFAULTS.policy),
+                             label="Scenes", info="follows the policy: what it was trained on",
+                             elem_id="train-scenes")
     with gr.Accordion("Hyper-parameters (Flow-GRPO defaults)", open=False):
         with gr.Row():
             steps = gr.Number(value=DEFAULTS.steps, precision=0, label="RL steps")
@@ -280,8 +286,11 @@ def build_train_tab(services: Services) -> None:
         run_id = launcher.start(config, name=label or "", processes=int(n_proc or 1))
         return summary(run_id)[1]
 
+    policy.change(lambda p: gr.update(value=recorded_scenes((p or DEFAULTS.policy).strip())),
+                  inputs=[policy], outputs=[scenes], api_visibility="private")
     start_inputs = [policy, rewards, prompts, ops, eval_prompts, steps, per_step, group,
-                    sampling, lr, noise, kl, clip, fraction, finetune, threads, processes, name]
+                    sampling, lr, noise, kl, clip, fraction, finetune, threads, scenes,
+                    processes, name]
     status_json = gr.JSON(visible=False)
     start.click(on_start, inputs=start_inputs, outputs=[status_json], api_name="start_rl"
                 ).success(lambda s: picks(str(s["run_id"])), inputs=[status_json],

@@ -102,24 +102,28 @@ def cmd_eval_editor(args: argparse.Namespace) -> int:
     import torch
 
     from ..synth.language import OPERATIONS
+    from .config import recorded_scenes
     from .embedded import EmbeddedEditor
     from .evaluate import evaluate_editor, format_table
     from .prompts import prompt_set
 
     torch.set_num_threads(args.threads)
-    policy = EmbeddedEditor.load(_policy_folder(args.policy))
+    folder = _policy_folder(args.policy)
+    policy = EmbeddedEditor.load(folder)
+    scenes = args.scenes or recorded_scenes(folder)
     prompts = prompt_set(args.split, args.n, policy.image_size, seed=args.seed, ops=OPERATIONS,
-                         phrasings=args.phrasings, workers=args.workers, scenes=args.scenes)
+                         phrasings=args.phrasings, workers=args.workers, scenes=scenes)
     backends = args.backend if args.backend is not None else ["mini"]
     result = evaluate_editor(policy, prompts, steps=args.steps, backends=backends,
                              judge_size=args.judge_size)
-    print(f"{args.policy} on {args.n} {args.split} prompts ({args.phrasings} phrasings), "
+    print(f"{args.policy} on {args.n} {args.split} prompts ({args.phrasings} phrasings, "
+          f"{scenes} scenes), "
           f"{args.steps} ODE steps, {result['seconds']} s")
     print(format_table(result))
     if args.json:
         payload = {k: v for k, v in result.items() if k != "images"}
         payload.update({"policy": args.policy, "split": args.split, "seed": args.seed,
-                        "phrasings": args.phrasings, "scenes": args.scenes})
+                        "phrasings": args.phrasings, "scenes": scenes})
         Path(args.json).write_text(json.dumps(payload, indent=1))
         print(f"wrote {args.json}")
     return 0
@@ -155,9 +159,9 @@ def add_eval_editor_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--steps", type=positive_int, default=10, help="ODE steps (default 10)")
     p.add_argument("--phrasings", default="seen", choices=["seen", "all"],
                    help="'seen' (default) or 'all' (with held-out phrasings)")
-    p.add_argument("--scenes", default="default", choices=sorted(SCENES),
-                   help="scene distribution of the prompts (default: default; use the one "
-                        "the editor was trained on)")
+    p.add_argument("--scenes", default=None, choices=sorted(SCENES),
+                   help="scene distribution of the prompts (default: the one the editor "
+                        "was trained on, as its checkpoint records)")
     p.add_argument("--seed", type=int, default=0, help="prompt seed (default 0)")
     p.add_argument("--judge-size", type=positive_int, default=256,
                    help="pixels the edits are upscaled to before judging (default 256)")

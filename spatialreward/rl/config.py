@@ -226,3 +226,16 @@ class RLConfig:
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=1))
+
+
+def recorded_scenes(folder: str | Path) -> str:
+    """The scene distribution an editor checkpoint was trained on, as its config.json
+    records it (``train-editor`` writes ``train.scenes``, an RL checkpoint ``scenes``);
+    ``"default"`` when it records none. Train, reward and evaluate an editor on this one."""
+    config = Path(folder) / "config.json"
+    try:
+        meta = json.loads(config.read_text())
+    except (OSError, ValueError):
+        return "default"
+    train = meta.get("train") if isinstance(meta.get("train"), dict) else {}
+    return str(meta.get("scenes") or train.get("scenes") or "default")

@@ -73,9 +73,16 @@ class StoreRecorder:
 
 def build_trainer(config: RLConfig, out: Path, world: Any = None, log: Any = print) -> Any:
     """The policy (from ``config.policy``), the reward mix and the trainer."""
+    from .config import recorded_scenes
     from .embedded import EmbeddedEditor
     from .rewards import RewardMix
     from .trainer import FlowGRPOTrainer
+
+    trained_on = recorded_scenes(config.policy)
+    if trained_on != config.scenes:
+        log(f"warning: {config.policy} was trained on {trained_on!r} scenes but this run "
+            f"draws {config.scenes!r} ones; set \"scenes\": \"{trained_on}\" to train on "
+            "what the editor knows")
 
     policy = EmbeddedEditor.load(config.policy, finetune=config.finetune,
                                  lora_rank=config.lora_rank, lora_alpha=config.lora_alpha,

@@ -382,7 +382,7 @@ class FlowGRPOTrainer:
                                  optimizer=self.optimizer, state=state)
         save = getattr(self.policy, "save", None)
         if save is not None:  # the whole editor, for eval-editor --policy
-            save(folder / "editor", {"rl_step": self.step})
+            save(folder / "editor", {"rl_step": self.step, "scenes": self.config.scenes})
 
     def resume(self) -> None:
         """Continue from ``out/checkpoint`` (every process loads the same files)."""
