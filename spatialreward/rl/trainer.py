@@ -371,6 +371,10 @@ class FlowGRPOTrainer:
         if values and self.world.main:
             recorder.metrics(self.step, values)
             self.history.append({"step": float(self.step), "eval": 1.0, **values})
+            per_op = " ".join(f"{k.split('/')[1]}={100 * v:.0f}%" for k, v in values.items()
+                              if k.startswith("heldout_gt_success/"))
+            self.log(f"held-out at step {self.step}: ground-truth success "
+                     f"{100 * values['heldout_gt_success']:.1f}% ({per_op})")
 
     # -- checkpoints --------------------------------------------------------------------
     def save(self) -> None:
