@@ -15,10 +15,12 @@ Prints two Markdown tables: ground-truth success (%) per operation, the pretrain
 editor beside each run after RL with the change in points; and per run the steps done,
 the minutes spent in steps (evaluations excluded), the mean seconds per step, the reward
 mean of the last step, and the held-out reward-model overall (0..10, all operations) of
-the run's own reward backend, before -> after. Writes ``OUT/experiment.html`` (plotly
-embedded, opens offline): training reward, ground-truth success of the samples (moving
-average) with the held-out evaluations as markers, KL to the reference, and held-out
-success per operation. ``--png`` also renders ``OUT/experiment.png`` in Debian's
+the run's own reward backend, before -> after, and the prompts that went from failure to
+success and back, with the exact sign test on them (when the files hold per-prompt
+results). Writes ``OUT/experiment.html`` (plotly embedded, opens offline): training
+reward, ground-truth success of the samples (moving average) with the held-out
+evaluations as markers, KL to the reference, and held-out success per operation.
+``--png`` also renders ``OUT/experiment.png`` in Debian's
 Chromium (``tests/browser.py``).
 """
 
@@ -39,6 +41,7 @@ if str(ROOT) not in sys.path:
 
 import plotly.graph_objects as go  # noqa: E402
 from plotly.subplots import make_subplots  # noqa: E402
+from scipy.stats import binomtest  # noqa: E402
 
 from spatialreward.rl.charts import BLUE, GREEN, GREY, ORANGE, _series  # noqa: E402
 from spatialreward.synth.language import OPERATIONS  # noqa: E402
@@ -222,6 +225,28 @@ def own_overall(result: Mapping[str, Any],
     return (rewards[0] if rewards else None), None
 
 
+def paired_change(before: Mapping[str, Any], after: Mapping[str, Any]
+                  ) -> dict[str, float] | None:
+    """Prompts the run turned from failure to success (``gained``) and back (``lost``),
+    matched by prompt id, with the exact two-sided sign test's p-value on those
+    discordant prompts (McNemar's test); None when a file lacks per-prompt results.
+
+    >>> b = {"prompts": [{"id": "a", "gt_success": False}, {"id": "b", "gt_success": True}]}
+    >>> a = {"prompts": [{"id": "a", "gt_success": True}, {"id": "b", "gt_success": True}]}
+    >>> paired_change(b, a)
+    {'gained': 1, 'lost': 0, 'p': 1.0}
+    """
+    old = {p["id"]: bool(p["gt_success"]) for p in before.get("prompts") or []}
+    new = {p["id"]: bool(p["gt_success"]) for p in after.get("prompts") or []}
+    shared = old.keys() & new.keys()
+    if not shared:
+        return None
+    gained = sum(1 for k in shared if new[k] and not old[k])
+    lost = sum(1 for k in shared if old[k] and not new[k])
+    p = float(binomtest(gained, gained + lost, 0.5).pvalue) if gained + lost else 1.0
+    return {"gained": gained, "lost": lost, "p": round(p, 4)}
+
+
 def runs_table(before: Mapping[str, Any], runs: Sequence[RunData]) -> str:
     """Per run: its reward, steps, minutes, s/step, final reward mean, and the held-out
     reward-model overall of its own reward (0..10), before -> after."""
@@ -230,12 +255,15 @@ def runs_table(before: Mapping[str, Any], runs: Sequence[RunData]) -> str:
         s = training_summary(run.curves)
         spec, after = own_overall(run.result, run.rewards)
         _, old = own_overall(before, [spec] if spec else [])
+        pair = paired_change(before, run.result)
         rows.append([run.name, spec or NA, _fmt(s["steps"], ".0f"), _fmt(s["minutes"], ".1f"),
                      _fmt(s["step_seconds"], ".2f"), _fmt(s["final_reward"], ".3f"),
-                     with_change(after, old, digits=2)])
+                     with_change(after, old, digits=2),
+                     NA if pair is None else
+                     f"+{pair['gained']} / -{pair['lost']} (p = {pair['p']:.2g})"])
     return _markdown(["run", "reward", "steps", "minutes in steps", "s/step",
-                      "final reward mean", "own reward overall, all ops (0..10)"], rows,
-                     left=2)
+                      "final reward mean", "own reward overall, all ops (0..10)",
+                      "prompts gained / lost (sign test)"], rows, left=2)
 
 
 def setting_mismatches(before: Mapping[str, Any], runs: Sequence[RunData]) -> list[str]:

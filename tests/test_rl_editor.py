@@ -270,7 +270,11 @@ def test_the_shipped_editor_already_does_some_edits_right():
     policy = EmbeddedEditor.load(folder)
     prompts = prompt_set("test", 48, policy.image_size, seed=0, ops=OPERATIONS,
                          scenes="simple")
-    rows = {r["op"]: r for r in evaluate_editor(policy, prompts, steps=10)["rows"]}
+    result = evaluate_editor(policy, prompts, steps=10)
+    rows = {r["op"]: r for r in result["rows"]}
+    per_prompt = result["prompts"]  # what rl_experiment.py pairs before and after
+    assert [p["id"] for p in per_prompt] == [p.id for p in prompts]
+    assert np.mean([p["gt_success"] for p in per_prompt]) == rows["all"]["gt_success"]
     # measured 62.5% each (5 of 8); an untrained editor gets none
     assert rows["recolor"]["gt_success"] >= 0.375 and rows["remove"]["gt_success"] >= 0.375
     assert 0.15 <= rows["all"]["gt_success"] <= 0.6  # some edits right, room to improve

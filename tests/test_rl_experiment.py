@@ -102,9 +102,27 @@ def test_runs_table_gives_the_own_reward_overall_and_n_a_where_missing():
             exp.RunData("global ablation", curves(), AFTER_PIXEL, [GLOBAL]),  # not scored
             exp.RunData("unknown", [{"step": 0.0, "eval": 1.0}], AFTER_PIXEL, [])]
     rows = table_rows(exp.runs_table(BEFORE, runs))
-    assert rows["SpatialReward-Mini"] == ["mini", "6", "3.0", "30.00", "0.650", "4.50 (+0.50)"]
-    assert rows["global ablation"][0] == GLOBAL and rows["global ablation"][-1] == "n/a"
-    assert rows["unknown"] == ["n/a"] * 6
+    assert rows["SpatialReward-Mini"] == ["mini", "6", "3.0", "30.00", "0.650", "4.50 (+0.50)",
+                                          "n/a"]  # no per-prompt results in these files
+    assert rows["global ablation"][0] == GLOBAL and rows["global ablation"][-2] == "n/a"
+    assert rows["unknown"] == ["n/a"] * 7
+
+
+def test_paired_change_counts_prompts_that_flipped_and_tests_them():
+    def prompts(successes):
+        return {"prompts": [{"id": f"p{k}", "op": "add", "gt_success": ok}
+                            for k, ok in enumerate(successes)]}
+
+    before = prompts([False] * 12 + [True] * 8)
+    after = prompts([True] * 10 + [False] * 2 + [True] * 7 + [False])  # +10, -1
+    change = exp.paired_change(before, after)
+    assert change is not None and (change["gained"], change["lost"]) == (10, 1)
+    assert change["p"] == pytest.approx(0.0117, abs=1e-4)  # 2 * P(X <= 1), X ~ B(11, 1/2)
+    assert exp.paired_change(before, before) == {"gained": 0, "lost": 0, "p": 1.0}
+    assert exp.paired_change(BEFORE, after) is None  # no per-prompt results to match
+    run = exp.RunData("r", curves(), {**AFTER_MINI, **after}, ["mini"])
+    row = table_rows(exp.runs_table({**BEFORE, **before}, [run]))["r"]
+    assert row[-1] == "+10 / -1 (p = 0.012)"
 
 
 def test_run_rewards_read_the_checkpoint_or_the_train_tab_config(tmp_path):

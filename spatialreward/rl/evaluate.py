@@ -26,7 +26,8 @@ EVAL_SEED = 1234
 def evaluate_editor(policy: EditPolicy, prompts: Sequence[EditPrompt], *,
                     steps: int = 10, backends: Sequence[str] = (), judge_size: int = 256,
                     batch: int = 32, seed: int = EVAL_SEED) -> dict[str, Any]:
-    """{"rows": [per op, then "all"], "backends": [...], "seconds": ..}."""
+    """{"rows": [per op, then "all"], "prompts": [per prompt: id, op, gt_success,
+    gt_score], "backends": [...], "seconds": ..}."""
     t0 = time.perf_counter()
     images = []
     for start in range(0, len(prompts), batch):
@@ -62,8 +63,11 @@ def evaluate_editor(policy: EditPolicy, prompts: Sequence[EditPrompt], *,
                 row[f"{spec}/{key}"] = float(np.mean(vals)) if vals else None
             row[f"{spec}/failed"] = len(js) - len(ok)
         rows.append(row)
-    return {"rows": rows, "backends": list(backends), "n": len(prompts), "steps": steps,
-            "seconds": round(time.perf_counter() - t0, 2), "images": edits}
+    per_prompt = [{"id": p.id, "op": p.op, "gt_success": bool(t.success),
+                   "gt_score": round(float(t.score), 4)} for p, t in zip(prompts, truth,
+                                                                        strict=True)]
+    return {"rows": rows, "prompts": per_prompt, "backends": list(backends), "n": len(prompts),
+            "steps": steps, "seconds": round(time.perf_counter() - t0, 2), "images": edits}
 
 
 def format_table(result: dict[str, Any]) -> str:
