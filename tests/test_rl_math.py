@@ -150,4 +150,6 @@ def test_shipped_configs_load_and_the_docs_name_every_command():
                     "rl --config configs/rl-global.json", "rl --config configs/rl-pixel.json",
                     "eval-editor --policy"):
         assert f"python -m spatialreward {command}" in doc, command
-    assert "benchmarks/rl_step.py" in doc and "not yet run" in doc
+    assert "benchmarks/rl_step.py" in doc and "benchmarks/reward_signal.py" in doc
+    # the experiment's figure is committed and shown
+    assert "](rl/experiment.png)" in doc and (root / "docs" / "rl" / "experiment.png").is_file()
