@@ -319,9 +319,12 @@ class FlowGRPOTrainer:
                                      [p.instruction for p in prompts], 1, seeds,
                                      steps=cfg.sampling_steps, noise_level=0.0)
         scored = self.rewards.score(prompts, rollout.images)
-        local = [(p.op, t.success, t.score, r, v) for p, t, r, v in
-                 zip(prompts, scored.truth, scored.reward, scored.valid, strict=True)]
-        rows = [r for part in gather_objects(world, local) for r in part]
+        local = [(i, p.op, t.success, t.score, r, v) for i, p, t, r, v in
+                 zip(mine, prompts, scored.truth, scored.reward, scored.valid, strict=True)]
+        # in prompt order, so the means add up in the same order on any number of processes
+        rows = sorted((r for part in gather_objects(world, local) for r in part),
+                      key=lambda r: r[0])
+        rows = [r[1:] for r in rows]
         out = {"heldout_gt_success": float(np.mean([r[1] for r in rows])),
                "heldout_gt_score": float(np.mean([r[2] for r in rows]))}
         valid = [r[3] for r in rows if r[4]]
