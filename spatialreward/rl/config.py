@@ -173,10 +173,9 @@ class RLConfig:
             raise ConfigError(f"finetune must be 'lora' or 'full', got {self.finetune!r}")
         if self.phrasings not in ("seen", "all"):
             raise ConfigError(f"phrasings must be 'seen' or 'all', got {self.phrasings!r}")
-        from .prompts import SCENES
+        from .prompts import check_scenes
 
-        if self.scenes not in SCENES:
-            raise ConfigError(f"scenes must be one of {', '.join(SCENES)}, got {self.scenes!r}")
+        check_scenes(self.scenes)
 
     def train_timesteps(self) -> int:
         """How many of the stochastic steps (all but the last) each row trains on.

@@ -33,7 +33,7 @@ from ..synth.language import OPERATIONS
 from .editor import EditorConfig, EditorNet, encode
 from .embedded import EmbeddedEditor, residual_target, to_tensor
 from .evaluate import evaluate_editor, format_table
-from .prompts import SCENES, prompt_set
+from .prompts import check_scenes, prompt_set
 
 CACHE_FORMAT = 1
 
@@ -84,8 +84,7 @@ class EditorTrainConfig:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not 0 <= self.ema < 1:
             raise ConfigError(f"ema must be in [0, 1), got {self.ema}")
-        if self.scenes not in SCENES:
-            raise ConfigError(f"scenes must be one of {', '.join(SCENES)}, got {self.scenes!r}")
+        check_scenes(self.scenes)
         if self.change_weight < 0:
             raise ConfigError(f"change_weight must be >= 0, got {self.change_weight}")
         if self.lr <= 0:

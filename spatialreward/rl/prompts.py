@@ -40,6 +40,13 @@ SCENES: dict[str, dict] = {
 }
 
 
+def check_scenes(scenes: str) -> str:
+    """``scenes`` if it names a distribution of ``SCENES``, else a ConfigError."""
+    if scenes not in SCENES:
+        raise ConfigError(f"scenes must be one of {', '.join(SCENES)}, got {scenes!r}")
+    return scenes
+
+
 @dataclass(frozen=True)
 class EditPrompt:
     """One instruction on one source, with the exact correct edit."""
@@ -72,9 +79,7 @@ def make_prompt(split: str, seed: int, index: int, size: int, *, op: str | None 
         raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     if phrasings not in ("seen", "all"):
         raise ConfigError(f"phrasings must be 'seen' or 'all', got {phrasings!r}")
-    if scenes not in SCENES:
-        raise ConfigError(f"scenes must be one of {', '.join(SCENES)}, got {scenes!r}")
-    kind = SCENES[scenes]
+    kind = SCENES[check_scenes(scenes)]
     rng = np.random.default_rng(np.random.SeedSequence([SPLITS[split], seed, index, STREAM]))
     lo, hi = kind["objects"]
     scene = make_scene(rng, size=(DRAW_SIZE, DRAW_SIZE), n_objects=int(rng.integers(lo, hi + 1)),
