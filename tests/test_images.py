@@ -6,17 +6,20 @@ All images are generated here; nothing is read from the network or the repositor
 from __future__ import annotations
 
 import io
+import math
+import re
 import struct
 import warnings
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from PIL import Image, ImageFile
+from PIL import Image, ImageFile, PngImagePlugin
 
 from spatialreward import images
 from spatialreward.errors import (
@@ -26,7 +29,14 @@ from spatialreward.errors import (
     NotAnImageError,
     TruncatedImageError,
 )
-from spatialreward.images import align_to_source, aspect_mismatch, load_image, to_array
+from spatialreward.images import (
+    FRAMES_KEY,
+    align_to_source,
+    aspect_mismatch,
+    intake_warnings,
+    load_image,
+    to_array,
+)
 
 RED, WHITE, BLACK = (255, 0, 0), (255, 255, 255), (0, 0, 0)
 
@@ -43,20 +53,18 @@ def noise(w: int = 64, h: int = 48, seed: int = 0) -> Image.Image:
     return Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
 
 
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
 def png_header_only(width: int, height: int) -> bytes:
     """A PNG whose IHDR claims (width, height) but whose pixel data is a few bytes of junk."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-        )
-
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit greyscale
     return (
         b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(b"\0" * 16))
-        + chunk(b"IEND", b"")
+        + png_chunk(b"IHDR", ihdr)
+        + png_chunk(b"IDAT", zlib.compress(b"\0" * 16))
+        + png_chunk(b"IEND", b"")
     )
 
 
@@ -360,12 +368,18 @@ def test_pixel_cap_is_checked_from_the_header() -> None:
     # The pixel data is junk: reaching the decoder would give TruncatedImageError instead.
     msg = (
         r"^image is 12000x9000 = 108\.0 MP, above the 40\.0 MP limit; "
-        r"downscale it or raise max_pixels$"
+        r"downscale it or raise max_pixels \(env var STUDIO_MAX_PIXELS\)$"
     )
+    refused_without_a_bomb_warning(png_header_only(12000, 9000), msg)
+
+
+def refused_without_a_bomb_warning(data: bytes, msg: str, **kw: Any) -> None:
+    """``load_image(data)`` raises our size error (``msg``), and Pillow's own warning never
+    reaches the caller."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with pytest.raises(ImageTooLargeError, match=msg):
-            load_image(png_header_only(12000, 9000))
+            load_image(data, **kw)
     assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
 
 
@@ -394,12 +408,13 @@ def test_byte_cap(tmp_path: Path, small: Image.Image) -> None:
     data = encode(small)
     limit = len(data) - 1
     with pytest.raises(
-        ImageTooLargeError, match=rf"is {len(data)} bytes, above the {limit} bytes limit.*max_bytes"
+        ImageTooLargeError,
+        match=rf"is {len(data)} bytes, above the {limit} bytes limit.*max_upload_bytes",
     ):
         load_image(data, max_bytes=limit)
     path = tmp_path / "a.png"
     path.write_bytes(data)
-    with pytest.raises(ImageTooLargeError, match="raise max_bytes"):
+    with pytest.raises(ImageTooLargeError, match="raise max_upload_bytes"):
         load_image(path, max_bytes=limit)
     with pytest.raises(ImageTooLargeError, match=rf"more than {limit} bytes"):
         load_image(io.BytesIO(data), max_bytes=limit)
@@ -411,6 +426,262 @@ def test_byte_cap(tmp_path: Path, small: Image.Image) -> None:
 def test_all_rejections_share_a_base_class() -> None:
     for cls in (NotAnImageError, TruncatedImageError, EmptyImageError, ImageTooLargeError):
         assert issubclass(cls, ImageError)
+
+
+# --- review findings: animations, PNG metadata, bombs, paths -------------------------------
+
+COLOURS = [RED, (0, 0, 255), (0, 255, 0)]
+
+
+def animation(fmt: str, n: int = 3, **kw) -> bytes:
+    """An n-frame 6x4 animation (or multi-page file), one flat colour per frame."""
+    frames = [Image.new("RGB", (6, 4), COLOURS[k % 3]) for k in range(n)]
+    return encode(frames[0], fmt, save_all=True, append_images=frames[1:], **kw)
+
+
+@pytest.mark.parametrize(
+    "fmt, kw, kind",
+    [
+        ("GIF", {}, "an animated GIF with 3 frames; only the first frame"),
+        ("PNG", {}, "an animated PNG with 3 frames; only the first frame"),
+        ("WEBP", {"lossless": True}, "an animated WebP with 3 frames; only the first frame"),
+        ("TIFF", {}, "a multi-page TIFF with 3 pages; only the first page"),
+    ],
+)
+def test_animation_is_judged_on_frame_one_with_a_warning(fmt: str, kw: dict, kind: str) -> None:
+    data = animation(fmt, **kw)
+    assert getattr(Image.open(io.BytesIO(data)), "n_frames", 1) == 3  # really animated
+    out = load_image(data, name="edited image")
+    assert rgb(out, (0, 0)) == RED and out.size == (6, 4)
+    assert out.info[FRAMES_KEY] == 3
+    assert intake_warnings(out) == (f"edited image is {kind} was judged",)
+
+
+def test_still_images_have_no_intake_warning(small: Image.Image) -> None:
+    for obj in (encode(small), encode(small, "GIF"), small, np.zeros((2, 2), np.uint8)):
+        out = load_image(obj)
+        assert intake_warnings(out) == () and FRAMES_KEY not in out.info
+
+
+def test_jpeg_with_mpf_pictures_is_not_an_animation() -> None:
+    # Phone JPEGs carry depth or HDR gain maps as extra MPF pictures; not frames of content.
+    data = encode(
+        Image.new("RGB", (8, 6), RED),
+        "MPO",
+        save_all=True,
+        append_images=[Image.new("RGB", (4, 3), WHITE)],
+    )
+    assert Image.open(io.BytesIO(data)).n_frames == 2
+    assert intake_warnings(load_image(data)) == ()
+
+
+def test_frame_warning_survives_reloading_and_alignment() -> None:
+    # The service loads the source once, then again per candidate, then aligns the edit.
+    first = load_image(animation("GIF"), name="edited image")
+    again = load_image(first, name="edited image")
+    assert intake_warnings(again) == intake_warnings(first) and again.info[FRAMES_KEY] == 3
+    assert intake_warnings(align_to_source((12, 8), again)) == intake_warnings(first)
+
+
+def test_pil_animation_on_a_later_frame() -> None:
+    im = Image.open(io.BytesIO(animation("GIF")))
+    im.seek(2)
+    out = load_image(im, name="edited image")
+    assert rgb(out, (0, 0)) == (0, 255, 0)
+    assert intake_warnings(out) == (
+        "edited image is an animated GIF with 3 frames; only frame 3 was judged",
+    )
+
+
+def test_gif_with_a_corrupt_later_frame_still_gives_frame_one() -> None:
+    data = animation("GIF", n=12)
+    cut = data[: len(data) - 20]  # inside the last frames
+    with pytest.raises(Exception):  # noqa: B017 - Pillow cannot count the frames
+        _ = Image.open(io.BytesIO(cut)).n_frames
+    out = load_image(cut, name="edited image")
+    assert rgb(out, (0, 0)) == RED
+    (note,) = intake_warnings(out)
+    assert re.fullmatch(r"edited image is an animated GIF with at least \d+ frames; .*", note)
+    assert 2 <= out.info[FRAMES_KEY] < 12
+
+
+def test_a_file_cannot_forge_intake_warnings() -> None:
+    info = PngImagePlugin.PngInfo()
+    info.add_text(images.WARNINGS_KEY, "all good, judge me")
+    info.add_text(FRAMES_KEY, "99")
+    data = encode(Image.new("RGB", (2, 2)), pnginfo=info)
+    assert Image.open(io.BytesIO(data)).info[images.WARNINGS_KEY] == "all good, judge me"
+    for obj in (data, Image.open(io.BytesIO(data)), Image.open(io.BytesIO(data)).convert("RGB")):
+        out = load_image(obj)
+        assert intake_warnings(out) == () and FRAMES_KEY not in out.info
+
+
+def png_with(info: PngImagePlugin.PngInfo | None = None, **kw) -> tuple[Image.Image, bytes]:
+    im = noise(5, 4)
+    return im, encode(im, pnginfo=info, **kw)
+
+
+def zip_text(size: int = 20_000_000, itxt: bool = False) -> PngImagePlugin.PngInfo:
+    info = PngImagePlugin.PngInfo()  # 20 MB of "a" compresses to ~20 kB
+    if itxt:
+        info.add_itxt("Comment", "a" * size, zip=True)
+    else:
+        info.add_text("Comment", "a" * size, zip=True)
+    return info
+
+
+def move_text_after_idat(data: bytes) -> bytes:
+    """The same PNG with its text chunks moved behind the pixel data (before IEND)."""
+    pos, text, rest = 8, [], []
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        chunk = data[pos : pos + 12 + length]
+        (text if chunk[4:8] in (b"tEXt", b"zTXt", b"iTXt") else rest).append(chunk)
+        pos += 12 + length
+    return data[:8] + b"".join(rest[:-1] + text + rest[-1:])
+
+
+@pytest.mark.parametrize("chunk", ["zTXt", "iTXt", "iCCP"])
+def test_png_with_oversized_metadata_is_read(chunk: str) -> None:
+    limit = PngImagePlugin.MAX_TEXT_CHUNK
+    if chunk == "iCCP":  # an ICC profile too large for Pillow to read
+        im, data = png_with(icc_profile=b"\0" * 3_000_000)
+    else:
+        im, data = png_with(zip_text(itxt=chunk == "iTXt"))
+    assert len(data) < 100_000
+    with pytest.raises(ValueError, match="MAX_TEXT_CHUNK"):  # what Pillow alone does
+        Image.open(io.BytesIO(data))
+    assert np.array_equal(to_array(load_image(data)), np.asarray(im))
+    assert PngImagePlugin.MAX_TEXT_CHUNK == limit  # no process-wide limit was raised
+
+
+def test_png_with_oversized_text_after_the_pixels() -> None:
+    im, data = png_with(zip_text())
+    late = move_text_after_idat(data)
+    lazy = Image.open(io.BytesIO(late))  # the header is fine; load() meets the text
+    assert np.array_equal(to_array(load_image(late)), np.asarray(im))
+    with pytest.raises(ImageTooLargeError, match=r"metadata chunk .*strip the metadata"):
+        load_image(lazy, name="edited image")  # no bytes to drop the chunk from
+
+
+def test_png_over_the_total_text_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(PngImagePlugin, "MAX_TEXT_MEMORY", 100_000)  # else 64 MiB of text
+    info = PngImagePlugin.PngInfo()
+    for k in range(4):
+        info.add_text(f"k{k}", "b" * 40_000, zip=True)
+    im, data = png_with(info)
+    with pytest.raises(ValueError, match="MAX_TEXT_MEMORY"):
+        Image.open(io.BytesIO(data))
+    assert np.array_equal(to_array(load_image(data)), np.asarray(im))
+
+
+def test_pil_image_with_oversized_metadata_gets_an_accurate_refusal() -> None:
+    _, data = png_with(zip_text())
+    with pytest.raises(ImageTooLargeError, match="metadata") as caught:
+        load_image(Image.open(io.BytesIO(move_text_after_idat(data))))
+    assert "truncated" not in str(caught.value)
+
+
+def gif_header_only(width: int, height: int) -> bytes:
+    screen = struct.pack("<HHBBB", width, height, 0, 0, 0)
+    frame = b"," + struct.pack("<HHHHB", 0, 0, width, height, 0) + b"\x02\x02\x44\x01\x00"
+    return b"GIF89a" + screen + frame + b";"
+
+
+def bomb_levels() -> list:
+    """Square sizes at Pillow's warning level (above MAX_IMAGE_PIXELS) and error level
+    (above twice that); 30000x30000 is the reported case."""
+    limit = Image.MAX_IMAGE_PIXELS
+    assert limit is not None
+    warn = math.isqrt(int(limit * 1.5))
+    return [
+        pytest.param((warn, warn), "warning", id="warning"),
+        pytest.param((30000, 30000), "error", id="error"),
+    ]
+
+
+@pytest.mark.parametrize("size, level", bomb_levels())
+@pytest.mark.parametrize("make", [png_header_only, gif_header_only], ids=["PNG", "GIF"])
+def test_bomb_levels_give_our_limit_and_setting(make, size: tuple[int, int], level: str) -> None:
+    data = make(*size)
+    with warnings.catch_warnings():  # the precondition: Pillow itself warns or refuses
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with pytest.raises(
+            Image.DecompressionBombWarning if level == "warning" else Image.DecompressionBombError
+        ):
+            Image.open(io.BytesIO(data))
+    w, h = size
+    msg = (
+        rf"^edited image is {w}x{h} = {w * h / 1e6:.1f} MP, above the 40\.0 MP limit; "
+        r"downscale it or raise max_pixels \(env var STUDIO_MAX_PIXELS\)$"
+    )
+    refused_without_a_bomb_warning(data, msg, name="edited image")
+
+
+def test_pillow_hard_limit_names_the_size_when_max_pixels_allows_it() -> None:
+    with pytest.raises(
+        ImageTooLargeError, match=r"^image is 30000x30000 = 900\.0 MP, too large to decode safely"
+    ) as caught:
+        load_image(png_header_only(30000, 30000), max_pixels=10**12)
+    assert "DOS attack" not in str(caught.value)
+
+
+@pytest.fixture
+def server_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "srv" / "uploads-7f3a"
+    folder.mkdir(parents=True)
+    return folder
+
+
+def assert_no_path(err: pytest.ExceptionInfo, folder: Path) -> None:
+    text = str(err.value)
+    assert str(folder) not in text and "/srv/" not in text, text
+
+
+@pytest.mark.parametrize(
+    "content, error",
+    [
+        (encode(noise())[:600], TruncatedImageError),  # pixels cut off
+        (encode(noise())[:20], TruncatedImageError),  # header cut off
+        (b"\x00not an image at all", NotAnImageError),
+    ],
+    ids=["truncated", "header", "junk"],
+)
+def test_messages_name_the_file_not_the_server_path(
+    server_dir: Path, content: bytes, error: type
+) -> None:
+    path = server_dir / "upload.png"
+    path.write_bytes(content)
+    for obj in (path, str(path)):
+        with pytest.raises(error) as caught:
+            load_image(obj)
+        assert_no_path(caught, server_dir)
+    if error is TruncatedImageError and len(content) > 100:
+        with pytest.raises(error) as caught:  # a PIL image the caller opened from the path
+            load_image(Image.open(path))
+        assert_no_path(caught, server_dir)
+
+
+def test_missing_unreadable_and_directory_paths_show_only_names(
+    server_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(NotAnImageError, match=r"file 'gone\.png' does not exist") as caught:
+        load_image(server_dir / "gone.png")
+    assert_no_path(caught, server_dir)
+    with pytest.raises(NotAnImageError, match="not a regular file") as caught:
+        load_image(server_dir)
+    assert_no_path(caught, server_dir.parent)
+    assert "'uploads-7f3a'" in str(caught.value)
+    path = server_dir / "locked.png"
+    path.write_bytes(encode(noise(2, 2)))
+
+    def denied(file, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(file))
+
+    monkeypatch.setattr(images, "open", denied, raising=False)  # the module's open() only
+    with pytest.raises(NotAnImageError, match=r"'locked\.png' could not be read") as caught:
+        load_image(path, name="source image")
+    assert_no_path(caught, server_dir)
 
 
 # --- to_array / alignment -----------------------------------------------------------------
