@@ -45,6 +45,16 @@ def main(argv: list[str] | None = None) -> int:
     from ui import build_demo, launch_options
 
     services = Services(config)
+    shared = config.share or config.host not in ("127.0.0.1", "localhost", "::1")
+    if shared and not config.auth:
+        where = "a public share link" if config.share else config.host
+        print(f"warning: serving on {where} without --auth: anyone who can reach it may "
+              "judge, import, export, bench and start runs as the local user. Add --auth "
+              "(and register annotators with passwords) for a shared Studio.",
+              file=sys.stderr)
+    for run_id in services.recover_runs():
+        print(f"note: run {run_id} was left running by a server that is gone; marked "
+              "interrupted", file=sys.stderr)
     demo = build_demo(services)
     # Store and UI events run side by side; model calls are capped per event
     # (concurrency_id="model") so requests queue instead of overloading the CPU.

@@ -70,3 +70,7 @@ class NotYourJudgmentError(StoreError):
 
 class DataImportError(StoreError):
     """An import file is malformed; the import wrote nothing."""
+
+
+class PermissionDeniedError(StudioError):
+    """The logged-in user's role may not do this (see docs/security.md)."""

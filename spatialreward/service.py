@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import threading
 import time
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,20 +20,37 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from . import backends
+from . import access, backends
+from .access import LOCAL_ROLE, LoginThrottle
 from .backends.base import Backend
 from .config import StudioConfig
-from .errors import InputError
-from .images import ASPECT_TOLERANCE, align_to_source, aspect_mismatch, load_image
+from .errors import InputError, PermissionDeniedError, UnknownBackendError
+from .images import (
+    ASPECT_TOLERANCE,
+    align_to_source,
+    aspect_mismatch,
+    intake_warnings,
+    load_image,
+)
 from .judgment import Judgment
 from .regions import PixelEvidence, propose_regions
 
 if TYPE_CHECKING:
     from storage.store import Store
 
+    from .rl.config import RLConfig
+    from .rl.runs import Launcher
+
 log = logging.getLogger(__name__)
 
 MAX_CANDIDATES = 4
+MAX_RUN_NAME_CHARS = 200
+RL_LIMITS = {"prompts": 100_000, "eval_prompts": 10_000, "prompts_per_step": 64,
+             "group_size": 64, "sampling_steps": 100, "micro_batch": 1024,
+             "reward_batch": 1024, "judge_size": 1024, "updates_per_step": 16,
+             "threads": max(1, os.cpu_count() or 1)}
+"""The most an RL run started from the app may ask for, per config field (``steps``:
+``StudioConfig.max_rl_steps``)."""
 STABLE_SPREAD = 0.5
 """A verdict is unstable when a harmless perturbation moves an overall score (0..10) by
 more than this, or changes the ranking."""
@@ -49,44 +68,113 @@ class Inspection:
 
 
 class Services:
-    """Owns the backends (built lazily, once, shared between requests)."""
+    """Owns the backends (built lazily, once, shared between requests), the store and the
+    RL launcher, and checks who may do what (:mod:`.access`)."""
 
     def __init__(self, config: StudioConfig | None = None, store: Store | None = None) -> None:
         self.config = config or StudioConfig()
-        self._backends: dict[str, Backend] = {}
-        self._lock = threading.Lock()
+        # Loaded models by normalised spec, least recently used first (bounded).
+        self._backends: OrderedDict[str, Backend] = OrderedDict()
+        self._added: dict[str, Backend] = {}
+        self._lock = threading.Lock()  # the backends (held while a model loads)
+        self._store_lock = threading.Lock()
         self._store = store
+        self._launcher: Launcher | None = None
+        self._runs_lock = threading.Lock()
+        self.logins = LoginThrottle()
 
     @property
     def store(self) -> Store:
         """The judgment store (``config.db``), opened on first use and shared."""
-        with self._lock:
+        with self._store_lock:
             if self._store is None:
                 from storage.store import Store
 
                 self._store = Store.open(self.config.db)
             return self._store
 
+    # -- backends ---------------------------------------------------------------
+
+    def offered(self) -> list[str]:
+        """The backend specs this Studio serves, set at launch: the built-in backends that
+        need no argument, ``config.backend``, ``config.backends`` and :meth:`add_backend`'s."""
+        builtin = [name for name in backends.available() if not backends.needs_argument(name)]
+        specs = [self.config.backend, *self.config.backends, *self._added, *builtin]
+        return list(dict.fromkeys(s.strip() for s in specs))
+
     def backend(self, spec: str | None = None) -> Backend:
+        """The backend ``spec`` names (default: ``config.backend``), loaded once. Only the
+        :meth:`offered` specs are served: a caller cannot make the server read a path or
+        load a model the person who launched it did not choose."""
         spec = (spec or self.config.backend).strip()
+        key = backends.normalize_spec(spec)
         with self._lock:  # two first requests must not load the same model twice
-            if spec not in self._backends:
-                self._backends[spec] = backends.create(spec)
-            return self._backends[spec]
+            if key in self._added:
+                return self._added[key]
+            if key in self._backends:
+                self._backends.move_to_end(key)
+                return self._backends[key]
+            self._check_offered(spec, key)
+            model = backends.create(spec)
+            self._backends[key] = model
+            while len(self._backends) > self.config.max_loaded_backends:
+                self._backends.popitem(last=False)  # freed once no request holds it
+            return model
+
+    def _check_offered(self, spec: str, key: str, what: str = "backend") -> None:
+        """Refuse a spec that is not offered, with one message that names nothing on disk."""
+        if key not in {backends.normalize_spec(s) for s in self.offered()}:
+            name, argument = backends.parse_spec(spec)
+            shown = f"{name[:20]}:..." if argument is not None else name[:20]
+            raise UnknownBackendError(  # the argument is not echoed: it may be a probe
+                f"{what} {shown!r} is not offered by this Studio; use one of: "
+                f"{', '.join(self.offered())}. Whoever starts the app can offer more "
+                "(--backend, or STUDIO_BACKENDS='spec;spec')")
 
     def add_backend(self, spec: str, backend: Backend) -> None:
         """Serve ``backend`` under ``spec`` in this app only (tests, notebooks); the
         process-wide registry is left alone."""
         with self._lock:
-            self._backends[spec.strip()] = backend
+            self._added[backends.normalize_spec(spec)] = backend
 
     def available_backends(self) -> dict[str, str]:
-        """Backend specs to offer: the registry's names, plus the configured default when
-        it carries an argument (``vlm:/models/x``)."""
-        names = backends.available()
-        if ":" in self.config.backend:
-            names = {self.config.backend: "the configured default backend", **names}
-        return names
+        """The offered backend specs, each with a one-line description."""
+        known = backends.available()
+        out = {}
+        for spec in self.offered():
+            name = backends.parse_spec(spec)[0]
+            default = " (the default)" if spec == self.config.backend.strip() else ""
+            out[spec] = (known.get(name, "a backend added to this app")
+                         if ":" not in spec else f"{known.get(name, name)}: {spec}") + default
+        return out
+
+    # -- who may do what ----------------------------------------------------------
+
+    def role(self, user: str | None) -> str:
+        """The role of ``user`` (the logged-in name, None without ``--auth``)."""
+        if not self.config.auth:
+            return LOCAL_ROLE
+        if not user:
+            raise PermissionDeniedError("log in first: this Studio requires a login")
+        for row in self.store.annotators():
+            if row["name"] == user:
+                return str(row["role"])
+        raise PermissionDeniedError(f"{user!r} is not a registered annotator; log in again")
+
+    def require(self, user: str | None, action: str) -> str:
+        """``user``'s role, or :class:`PermissionDeniedError` when it may not ``action``."""
+        role = self.role(user)
+        access.require(role, action, repr(user) if user else "the local user")
+        return role
+
+    def login(self, name: str, password: str) -> bool:
+        """Check an app login, with a per-name back-off after repeated failures."""
+        name = name or ""  # as typed: the request's user name is exactly this
+        if self.logins.wait(name) > 0:
+            return False
+        ok = self.store.check_password(name, password or "")
+        (self.logins.succeeded if ok else self.logins.failed)(name)
+        return ok
 
     def load(self, obj: Any, name: str) -> Image.Image:
         return load_image(
@@ -235,6 +323,144 @@ class Services:
         return item_id
 
 
+    # -- bench, data and runs (what the Bench, Data and Train tabs call) -----------
+
+    @property
+    def data_root(self) -> Path:
+        """The data folder: where the store lives, and the only folder the app reads
+        datasets from."""
+        from storage.benchruns import data_root
+
+        return data_root(self.config)
+
+    def bench(self, *, path: str | None = None, upload: str | None = None,
+              backend: str | None = None, limit: int | None = None, by: Sequence[str] = (),
+              user: str | None = None, progress: Callable[[int, int], None] | None = None
+              ) -> dict[str, Any]:
+        """Bench ``backend`` on a dataset under the data folder (or an upload) and record
+        the run; the store's own file means its human votes, read through the open store."""
+        from storage import benchruns
+
+        self.require(user, "bench")
+        self.backend(backend)  # refuse an unoffered backend before touching any file
+        with benchruns.open_dataset(self.data_root, path=path, upload=upload,
+                                    suffixes=benchruns.BENCH_SUFFIXES,
+                                    max_bytes=self.config.max_zip_bytes,
+                                    store_file=Path(self.config.db)) as dataset:
+            return benchruns.run_recorded(self, dataset, backend or self.config.backend,
+                                          limit=limit, by=by, progress=progress)
+
+    def import_data(self, *, path: str | None = None, upload: str | None = None,
+                    user: str | None = None) -> dict[str, Any]:
+        """Import a dataset into the store, all or nothing. Human judgments in the file are
+        kept only for an admin (they carry other people's names); for anyone else they are
+        dropped and counted, and no annotator is created."""
+        from storage import benchruns
+
+        role = self.require(user, "import")
+        return benchruns.import_dataset(
+            self.store, self.data_root, path=path, upload=upload,
+            human_judgments=access.allowed(role, "import_votes"),
+            max_bytes=self.config.max_zip_bytes)
+
+    def export(self, fmt: str, user: str | None = None) -> tuple[Path, int]:
+        """Export the whole store for download: (file, items)."""
+        from storage import benchruns
+
+        self.require(user, "export")
+        return benchruns.export_store(self.store, fmt, benchruns.export_folder(self.data_root))
+
+    @property
+    def launcher(self) -> Launcher:
+        """Starts, stops and watches RL runs (child processes of this app)."""
+        store = self.store  # takes the store lock itself
+        with self._store_lock:
+            if self._launcher is None:
+                from .rl.runs import Launcher
+
+                self._launcher = Launcher(store, self.config.db)
+            return self._launcher
+
+    def policy_folder(self, policy: str) -> Path:
+        """The editor checkpoint ``policy`` names, which must lie under ``models/`` or the
+        data folder (an API caller chooses it, so nothing else on disk is read)."""
+        from .rl.runs import REPO
+
+        path = Path((policy or "").strip() or ".")
+        path = (path if path.is_absolute() else REPO / path).resolve()
+        if not any(path.is_relative_to(base.resolve())
+                   for base in (REPO / "models", self.data_root)):
+            raise InputError("the policy must be an editor checkpoint under models/ or the "
+                             "data folder; copy it there")
+        return path
+
+    def policy_scenes(self, policy: str) -> str:
+        """The scenes the policy was trained on (what the Train tab's Scenes follow)."""
+        from .rl.config import recorded_scenes
+
+        try:
+            return recorded_scenes(self.policy_folder(policy))
+        except InputError:
+            return "default"
+
+    def _check_run_caps(self, config: Mapping[str, Any], processes: int) -> None:
+        """A run from the app stays within the caps (so one request cannot exhaust the
+        machine), and at most ``max_active_runs`` train at once. Call with ``_runs_lock``."""
+        limits = {**RL_LIMITS, "steps": self.config.max_rl_steps}
+        for key, most in limits.items():
+            value = config.get(key)
+            if isinstance(value, (int, float)) and value > most:
+                raise InputError(f"{key} = {value} is more than the {most:,} a run started "
+                                 f"from the app may use; lower it")
+        if not 1 <= processes <= self.config.max_rl_processes:
+            raise InputError(f"processes must be 1..{self.config.max_rl_processes}, got "
+                             f"{processes}")
+        active = [r for r in self.store.runs("rl") if r["status"] in ("queued", "running")
+                  and self.launcher.status(r["id"])["status"] in ("queued", "running")]
+        if len(active) >= self.config.max_active_runs:
+            raise InputError(f"{len(active)} RL runs are active already (the most at once is "
+                             f"{self.config.max_active_runs}); stop one or wait for it to "
+                             "finish")
+
+    def start_rl(self, config: RLConfig, *, name: str = "", processes: int = 1,
+                 user: str | None = None) -> int:
+        """Start an RL run in its own process; returns its id. Reward backends must be
+        offered (or ``gt``), the policy a checkpoint under ``models/`` or the data
+        folder, and the run within the app's caps."""
+        from .rl.config import ORACLE
+
+        self.require(user, "start_run")
+        for term in config.rewards:
+            if term.backend.strip().lower() != ORACLE:
+                self._check_offered(term.backend, backends.normalize_spec(term.backend),
+                                    "reward backend")
+        self.policy_folder(config.policy)
+        if len(name) > MAX_RUN_NAME_CHARS:
+            raise InputError(f"the run name has {len(name)} characters, more than the "
+                             f"{MAX_RUN_NAME_CHARS} accepted; shorten it")
+        with self._runs_lock:  # the count and the start, as one step
+            self._check_run_caps(config.to_dict(), processes)
+            return self.launcher.start(config, name=name, processes=processes)
+
+    def recover_runs(self) -> list[int]:
+        """At start-up: mark the runs a gone process left running as ``interrupted``."""
+        return self.launcher.recover()
+
+    def stop_run(self, run_id: int, user: str | None = None) -> dict[str, Any]:
+        """Ask an RL run to stop (it checkpoints first)."""
+        self.require(user, "stop_run")
+        return self.launcher.stop(run_id)
+
+    def resume_run(self, run_id: int, user: str | None = None) -> int:
+        """Start a stopped, failed or interrupted RL run again from its checkpoint, within
+        the same caps as a new run."""
+        self.require(user, "start_run")
+        with self._runs_lock:
+            config = self.store.run(run_id)["config"]
+            self._check_run_caps(config, int(config.get("processes", 1)))
+            return self.launcher.resume(run_id)
+
+
 def _stored_image(obj: Any) -> Any:
     """What the store keeps of an input: a file's original bytes, else the image."""
     if isinstance(obj, (str, Path)):
@@ -245,7 +471,7 @@ def _stored_image(obj: Any) -> Any:
 def _with_frame_info(
     j: Judgment, src: Image.Image, edt: Image.Image, load_s: float, judge_s: float
 ) -> Judgment:
-    warnings = list(j.warnings)
+    warnings = [*j.warnings, *intake_warnings(src), *intake_warnings(edt)]
     mismatch = aspect_mismatch(src.size, edt.size)
     if mismatch > ASPECT_TOLERANCE:
         warnings.append(

@@ -37,7 +37,7 @@ from spatialreward.errors import (
 from spatialreward.judgment import Judgment
 
 from .agreement import disagreement_queue, model_label
-from .store import SCORE_DIMENSIONS, Store
+from .store import MAX_NAME_CHARS, SCORE_DIMENSIONS, Store
 
 QUEUES = {
     "all": "All items",
@@ -50,7 +50,6 @@ QUEUES = {
 MIN_VOTES = 2
 """An item with fewer current judgments than this is in the ``needs_votes`` queue."""
 LABELS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-MAX_NAME_CHARS = 64
 
 
 # -- who is annotating ------------------------------------------------------------------

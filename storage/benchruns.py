@@ -19,6 +19,7 @@ the results back for the UI and the API.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -39,9 +40,10 @@ from typing import TYPE_CHECKING, Any
 from spatialreward.errors import InputError, StudioError, UnsafePathError
 
 from .pairs import iter_pairs
-from .paths import resolve_inside
+from .paths import is_live_database, resolve_inside
 
 if TYPE_CHECKING:
+    from spatialreward.bench.formats import Benchmark
     from spatialreward.config import StudioConfig
     from spatialreward.service import Services
 
@@ -51,8 +53,9 @@ PAIRS_FILE = "pairs.jsonl"
 UPLOADS_DIR = "uploads"
 RUNS_DIR = "runs"
 RESULT_FILE = "result.json"
-MAX_ZIP_BYTES = 4 * 1024**3
-"""Largest total size a zip upload may unpack to (zip-bomb guard)."""
+MAX_ZIP_BYTES = 512 * 1024**2
+"""Largest total size a zip upload may unpack to by default (zip-bomb guard; the app
+passes ``StudioConfig.max_zip_bytes``)."""
 MAX_ZIP_FILES = 100_000
 PROGRESS_STEPS = 20
 """Progress metrics logged per run (plus the final figures)."""
@@ -96,10 +99,19 @@ def resolve_data_path(root: Path, text: str) -> Path:
     try:
         return resolve_inside(root, text)
     except UnsafePathError:
+        if is_live_database(root / text):
+            raise  # inside the folder, but the live store: that message says why
         raise UnsafePathError(
-            f"{text!r} is outside the data folder {root}; the app only reads datasets under "
-            "that folder: copy the dataset there, or upload it as a .zip"
+            f"{text!r} is outside the data folder {root.name!r}; the app only reads datasets "
+            "under that folder: copy the dataset there, or upload it as a .zip"
         ) from None
+
+
+def _same_name(a: Path, b: Path) -> bool:
+    """True when ``a`` and ``b`` name the same entry of the same folder (folders resolved,
+    the last part compared as written: a link to ``b`` is not ``b``)."""
+    a, b = Path(os.path.abspath(a)), Path(os.path.abspath(b))
+    return a.name == b.name and a.parent.resolve() == b.parent.resolve()
 
 
 def _relative_label(root: Path, path: Path) -> str:
@@ -117,10 +129,15 @@ def _safe_name(name: str) -> str:
 
 
 def extract_zip(archive: Path, dest: Path, max_bytes: int = MAX_ZIP_BYTES,
-                max_files: int = MAX_ZIP_FILES) -> None:
+                max_files: int = MAX_ZIP_FILES, *, pairs_first: bool = False) -> None:
     """Unpack ``archive`` into ``dest``: every member must land inside ``dest`` (no
     absolute paths, ``..`` or symlinks) and the total stays under ``max_bytes`` (counted
-    while writing, not trusted from the headers) and ``max_files``."""
+    while writing, not trusted from the headers) and ``max_files``.
+
+    ``pairs_first``: when the zip holds a ``pairs.jsonl`` (at the top or one folder
+    down), it is unpacked and read first; a malformed file, or one that names images the
+    zip does not hold, stops before any image is written, and only the images it names
+    are unpacked."""
     name = archive.name
     try:
         zf = zipfile.ZipFile(archive)
@@ -136,29 +153,65 @@ def extract_zip(archive: Path, dest: Path, max_bytes: int = MAX_ZIP_BYTES,
         if declared > max_bytes:
             raise InputError(f"{name} unpacks to {declared:,} bytes, more than the "
                              f"{max_bytes:,} accepted; split the dataset")
-        written = 0
+        targets = {info.filename: _member_target(name, dest, info) for info in members}
+        budget = [max_bytes]
+        pairs = _pairs_member(members) if pairs_first else None
+        if pairs is not None:
+            _unpack(zf, name, pairs, targets[pairs.filename], budget)
+            needed = _named_images(targets[pairs.filename])
+            missing = sorted(needed - set(targets.values()))
+            if missing:
+                shown = missing[0].relative_to(dest).as_posix() if missing[0].is_relative_to(
+                    dest) else missing[0].name
+                raise InputError(f"{name}: {PAIRS_FILE} names {len(missing)} image(s) the zip "
+                                 f"does not hold (e.g. {shown!r}); zip the images with it")
+            members = [i for i in members if targets[i.filename] in needed]
         for info in members:
-            if stat.S_ISLNK(info.external_attr >> 16):
-                raise UnsafePathError(f"{name}: {info.filename!r} is a symbolic link; "
-                                      "zip the files themselves")
-            try:
-                target = resolve_inside(dest, info.filename)
-            except UnsafePathError:
-                raise UnsafePathError(f"{name}: {info.filename!r} points outside the archive's "
-                                      "folder; zip paths must be relative") from None
-            try:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(info) as src, target.open("wb") as out:
-                    while chunk := src.read(1 << 20):
-                        written += len(chunk)
-                        if written > max_bytes:
-                            raise InputError(f"{name} unpacks to more than {max_bytes:,} "
-                                             "bytes; split the dataset")
-                        out.write(chunk)
-            except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError,
-                    RuntimeError, OSError) as err:
-                # corrupt, unsupported compression, encrypted, a file where a folder goes
-                raise InputError(f"{name}: cannot unpack {info.filename!r} ({err})") from None
+            _unpack(zf, name, info, targets[info.filename], budget)
+
+
+def _member_target(name: str, dest: Path, info: zipfile.ZipInfo) -> Path:
+    if stat.S_ISLNK(info.external_attr >> 16):
+        raise UnsafePathError(f"{name}: {info.filename!r} is a symbolic link; "
+                              "zip the files themselves")
+    try:
+        return resolve_inside(dest, info.filename)
+    except UnsafePathError:
+        raise UnsafePathError(f"{name}: {info.filename!r} points outside the archive's "
+                              "folder; zip paths must be relative") from None
+
+
+def _pairs_member(members: Sequence[zipfile.ZipInfo]) -> zipfile.ZipInfo | None:
+    """The zip's ``pairs.jsonl``: at the top, else the only one a folder down."""
+    parts = {i.filename: Path(i.filename).parts for i in members}
+    top = [i for i in members if parts[i.filename] == (PAIRS_FILE,)]
+    below = [i for i in members if len(parts[i.filename]) == 2
+             and parts[i.filename][1] == PAIRS_FILE and parts[i.filename][0] != "__MACOSX"]
+    found = top or below
+    return found[0] if len(found) == 1 else None  # several: find_pairs says so
+
+
+def _named_images(jsonl: Path) -> set[Path]:
+    """Every image path a pair-format file names (resolved); raises on a malformed file."""
+    return {p for item in iter_pairs(jsonl) for p in (item.source, *item.candidates)}
+
+
+def _unpack(zf: zipfile.ZipFile, name: str, info: zipfile.ZipInfo, target: Path,
+            budget: list[int]) -> None:
+    """Write one member, charging its real size to ``budget[0]`` (bytes left)."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with zf.open(info) as src, target.open("wb") as out:
+            while chunk := src.read(1 << 20):
+                budget[0] -= len(chunk)
+                if budget[0] < 0:
+                    raise InputError(f"{name} unpacks to more than the accepted size; split "
+                                     "the dataset")
+                out.write(chunk)
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError,
+            RuntimeError, OSError) as err:
+        # corrupt, unsupported compression, encrypted, a file where a folder goes
+        raise InputError(f"{name}: cannot unpack {info.filename!r} ({err})") from None
 
 
 BENCH_SUFFIXES = (".jsonl", ".parquet", ".arrow", ".json", ".db", ".dir")
@@ -186,18 +239,24 @@ def find_pairs(folder: Path) -> Path:
 def open_dataset(root: Path, *, path: str | None = None,
                  upload: str | os.PathLike[str] | None = None,
                  suffixes: Sequence[str] = (".jsonl",),
-                 max_bytes: int = MAX_ZIP_BYTES) -> Iterator[DatasetFile]:
+                 max_bytes: int = MAX_ZIP_BYTES,
+                 store_file: Path | None = None) -> Iterator[DatasetFile]:
     """The dataset a server ``path`` (under ``root``) or an ``upload`` names.
 
     A folder means its ``pairs.jsonl``; a ``.zip`` is unpacked under ``root/uploads`` for
     the duration of the ``with`` block. ``suffixes``: the file kinds the caller reads
-    (``.jsonl``, ``.parquet``)."""
+    (``.jsonl``, ``.parquet``). ``store_file``: the live store's database, which ``path``
+    may name (the human bench reads it through the open store, never as a file); any
+    other way to reach the live store's files is refused."""
     if upload and (path or "").strip():
         raise InputError("give either a server path or an upload, not both; clear one")
     if upload:
         file = Path(upload)
         label = f"upload {file.name}"
         uploaded = True
+    elif store_file is not None and _same_name(root / (path or "").strip(), store_file):
+        yield DatasetFile(store_file.resolve(), root, store_file.name)
+        return
     else:
         file = resolve_data_path(root, path or "")
         label = _relative_label(root, file)
@@ -221,7 +280,7 @@ def open_dataset(root: Path, *, path: str | None = None,
             # Named after the zip: a plain pair file's items take the folder's name as
             # their origin dataset.
             dest = scratch / _safe_name(file.name)
-            extract_zip(file, dest, max_bytes=max_bytes)
+            extract_zip(file, dest, max_bytes=max_bytes, pairs_first=True)
             if ".dir" in suffixes and not any(dest.rglob(PAIRS_FILE)):
                 # Not a pair-format zip: a benchmark folder the loaders recognise.
                 yield DatasetFile(dest, dest.resolve(), label, uploaded)
@@ -299,30 +358,42 @@ def run_recorded(services: Services, dataset: DatasetFile, backend: str, *,
 
     Mistakes (bad limit, unknown backend, malformed file, images outside the data) are
     raised before a run is recorded; a failure while judging marks the run ``failed``."""
-    from spatialreward.bench.command import write_results
     from spatialreward.bench.formats import open_benchmark
-    from spatialreward.bench.metrics import ItemResult
-    from spatialreward.bench.runner import evaluate
 
     if limit is not None and limit < 1:
         raise InputError(f"the limit must be at least 1 (or empty for all), got {limit}")
     backend = (backend or "").strip() or services.config.backend
-    by = [k.strip() for k in by if k and k.strip()]
-    root = data_root(services.config)
-    model = services.backend(backend)  # an unknown backend fails before any work
-    bench = open_benchmark(dataset.path, limit=limit)  # detects the format, or says why not
-    if bench.format == "pairs" and dataset.path.suffix == ".jsonl":
-        check_images(dataset, limit)
-    if not bench.items:
-        raise InputError(f"{dataset.label} holds no items")
+    services.backend(backend)  # an unknown backend fails before any work
     store = services.store
+    # Detects the format, or says why not; the live store is read through `store`.
+    with open_benchmark(dataset.path, limit=limit, live=store) as bench:
+        if bench.format == "pairs" and dataset.path.suffix == ".jsonl":
+            check_images(dataset, limit)
+        if not bench.items:
+            raise InputError(f"{dataset.label} holds no items")
+        return _record(services, bench, dataset, backend, limit=limit,
+                       by=[k.strip() for k in by if k and k.strip()], progress=progress)
+
+
+def _record(services: Services, bench: Benchmark, dataset: DatasetFile, backend: str, *,
+            limit: int | None, by: list[str], progress: Progress | None) -> dict[str, Any]:
+    """Run the bench of :func:`run_recorded` and record it as a ``bench`` run."""
+    from spatialreward.bench.command import write_results
+    from spatialreward.bench.metrics import ItemResult
+    from spatialreward.bench.runner import evaluate
+    from spatialreward.rl.runs import record_process
+
+    root = data_root(services.config)
+    store = services.store
+    model = services.backend(backend)
     run_id = store.create_run("bench", f"{backend} on {dataset.label}",
                               {"dataset": dataset.label, "backend": backend, "limit": limit,
                                "by": by, "format": bench.format})
     out = run_dir(root, run_id)
-    # The folder is named after the run id, so it is set once the id exists.
-    store.update_run(run_id, status="running", pid=os.getpid(),
-                     out_dir=out.relative_to(root).as_posix())
+    # The folder is named after the run id, so it is set once the id exists. The pid is
+    # the server's own: a bench run has no process of its own, and is never signalled.
+    store.update_run(run_id, status="running", out_dir=out.relative_to(root).as_posix())
+    record_process(store, run_id)
     try:
         results: list[ItemResult] = []
         every = max(1, len(bench.items) // PROGRESS_STEPS)
@@ -476,22 +547,24 @@ def compare_runs(store: Store, root: Path, a: Any, b: Any) -> dict[str, Any]:
 
 
 def import_dataset(store: Store, root: Path, *, path: str | None = None,
-                   upload: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+                   upload: str | os.PathLike[str] | None = None, human_judgments: bool = True,
+                   max_bytes: int = MAX_ZIP_BYTES) -> dict[str, Any]:
     """Import a ``.parquet``, a pair-format ``.jsonl`` (or folder) or a ``.zip`` of one,
     from the data folder or an upload, all or nothing; returns the import's counts and
-    the dataset's label."""
+    the dataset's label. ``human_judgments`` False drops the file's human judgments
+    (counted as ``dropped_human_judgments``) and creates no annotators."""
     from .exchange import import_pairs, import_parquet
 
     if not upload and not (path or "").strip():
         raise InputError("nothing to import: upload a .parquet or .zip, or type a path "
                          "under the data folder")
-    with open_dataset(root, path=path, upload=upload,
-                      suffixes=(".jsonl", ".parquet")) as dataset:
+    with open_dataset(root, path=path, upload=upload, suffixes=(".jsonl", ".parquet"),
+                      max_bytes=max_bytes) as dataset:
         if dataset.path.suffix.lower() == ".parquet":
-            counts = import_parquet(store, dataset.path)
+            counts = import_parquet(store, dataset.path, human_judgments=human_judgments)
         else:
             check_images(dataset)
-            counts = import_pairs(store, dataset.path)
+            counts = import_pairs(store, dataset.path, human_judgments=human_judgments)
     return {"dataset": dataset.label, **counts}
 
 
@@ -538,10 +611,23 @@ def prune(folder: Path, max_age_s: float) -> None:
                     entry.unlink()
 
 
-def export_folder() -> Path:
-    """Where the app writes exports for download: the system temp folder, which gradio
-    serves files from (it copies them into its cache)."""
-    return Path(tempfile.gettempdir()) / "spatialreward-exports"
+def export_folder(root: Path) -> Path:
+    """Where the app writes exports of the store in ``root`` for download: a folder of its
+    own under the system temp folder (gradio serves files from there; it copies them into
+    its cache), one per store, readable by this user only (mode 0700), so that two Studios
+    never prune each other's exports and other users cannot read them."""
+    tag = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:12]
+    folder = Path(tempfile.gettempdir()) / f"spatialreward-exports-{os.getuid()}-{tag}"
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+    except FileExistsError:  # a file of that name
+        raise StudioError(f"{folder.name} in the temp folder is not a folder; remove it and "
+                          "export again") from None
+    if folder.is_symlink() or folder.stat().st_uid != os.getuid():
+        raise StudioError(f"the export folder {folder.name} belongs to someone else; remove "
+                          "it and export again")
+    folder.chmod(0o700)
+    return folder
 
 
 __all__ = [

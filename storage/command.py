@@ -16,7 +16,7 @@ from typing import Any
 from spatialreward.config import StudioConfig
 from spatialreward.errors import InvalidJudgmentError
 
-from .store import ROLES, Store
+from .store import ORPHAN_MIN_AGE_S, ROLES, Store
 
 
 def _open(args: argparse.Namespace) -> Store:
@@ -79,6 +79,12 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 def cmd_integrity(args: argparse.Namespace) -> int:
     with _open(args) as store:
+        if args.remove_orphans:
+            removed = store.remove_orphan_images()
+            for rel, size in removed:
+                print(f"removed {rel} ({size:,} bytes)")
+            print(f"removed {len(removed)} orphan image file(s), "
+                  f"{sum(size for _, size in removed):,} bytes")
         problems = store.integrity()
     for p in problems:
         print(f"problem: {p}")
@@ -167,9 +173,12 @@ def add_parser(sub: Any) -> None:
     p = action("backup", cmd_backup,
                "copy the store with SQLite's online backup API (safe while the app writes)")
     p.add_argument("target", help="backup database file; images are copied beside it")
-    action("integrity", cmd_integrity,
-           "check SQLite integrity, foreign keys and every image file's hash (exit 1 on "
-           "problems)")
+    p = action("integrity", cmd_integrity,
+               "check SQLite integrity, foreign keys, the edit history, every image file's "
+               "hash and orphan image files (exit 1 on problems)")
+    p.add_argument("--remove-orphans", action="store_true",
+                   help="first delete the files under images/ that no row references and "
+                   f"that are older than {ORPHAN_MIN_AGE_S // 60} minutes")
     p = action("add-annotator", cmd_add_annotator, "register an annotator for the app")
     p.add_argument("name")
     p.add_argument("--role", choices=ROLES, default="annotator")

@@ -29,12 +29,24 @@ Both formats carry everything needed to rebuild a store's items and judgments el
 Password hashes are never exported (only annotator names and roles): an imported
 annotator keeps the role from the file but has no password, so no app login.
 
+Text that is not valid Unicode (a lone surrogate, U+D800..U+DFFF) cannot be written as
+UTF-8. The store refuses it, but a store written before that check may hold some (in its
+JSON columns); an export replaces each such character with U+FFFD (the replacement
+character) instead of failing (:func:`~storage.store.replace_surrogates`).
+
 Imports accept our exports and plain pair-format files (SynthEdit output, no judgments).
 They are all or nothing: the whole file is validated first (JSON, paths, images, every
 judgment), then written in one transaction; a malformed file raises
 :class:`~spatialreward.errors.DataImportError` naming the line or row and leaves the store
 as it was. Importing the same file again changes nothing: items are matched by uid, human
 judgments by (item, annotator, kind, created_at), model judgments by their cache key.
+
+Annotators: an import never changes a stored annotator. A file that gives an existing
+annotator another role than the store's (``annotator_role``) is refused; one without
+``annotator_role`` makes no claim. With ``human_judgments=False`` the file's human
+judgments are dropped without being checked (counted as ``dropped_human_judgments``) and
+no annotator is created: items and model judgments import as usual. The app imports files
+from people this way; ``db import`` keeps everything.
 """
 
 from __future__ import annotations
@@ -65,7 +77,20 @@ from spatialreward.images import load_image
 from spatialreward.judgment import Judgment
 
 from .pairs import PairFormatError, PairItem, item_from_dict, iter_pairs, ranking_to_json
-from .store import ROLES, Store, _preference, _ranking, _regions, _scores, _seconds, image_sha256
+from .store import (
+    ROLES,
+    Store,
+    _preference,
+    _ranking,
+    _regions,
+    _scores,
+    _seconds,
+    _text,
+    check_comment,
+    check_item_text,
+    image_sha256,
+    replace_surrogates,
+)
 
 PAIRS_FILE = "pairs.jsonl"
 IMAGES_DIR = "images"
@@ -147,10 +172,11 @@ def export_parquet(store: Store, path: str | os.PathLike[str]) -> int:
 
 
 def _export_rows(store: Store) -> Iterator[dict[str, Any]]:
-    """One JSON-ready dict per item, oldest first; images as SHA-256 (the caller names them)."""
+    """One JSON-ready dict per item, oldest first; images as SHA-256 (the caller names them).
+    Lone surrogates in any text become U+FFFD, so that UTF-8 can write every row."""
     for item_id in store.item_ids():
         item = store.item(item_id)
-        yield {
+        yield _clean({
             "id": item["uid"],
             "instruction": item["instruction"],
             "source": item["source_sha256"],
@@ -164,7 +190,18 @@ def _export_rows(store: Store) -> Iterator[dict[str, Any]]:
             "metadata": item["metadata"] or {},
             "human_judgments": _export_humans(store, item_id),
             "model_judgments": _export_models(store, item_id),
-        }
+        })
+
+
+def _clean(value: Any) -> Any:
+    """``value`` with lone surrogates replaced in every string (keys too)."""
+    if isinstance(value, str):
+        return replace_surrogates(value)
+    if isinstance(value, dict):
+        return {_clean(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
 
 
 def _export_humans(store: Store, item_id: int) -> list[dict[str, Any]]:
@@ -267,7 +304,7 @@ def _dumps(value: Any) -> str | None:
 class _Human:
     ref: int  # the id local to the item's list in the file
     annotator: str
-    role: str
+    role: str | None  # None: the file does not say
     kind: str
     supersedes: int | None  # a ref, not a database id
     created_at: str
@@ -293,17 +330,20 @@ class _Entry:
     metadata: dict[str, Any]
     humans: tuple[_Human, ...]
     models: tuple[_Model, ...]
+    dropped: int  # human judgments left out (human_judgments=False)
 
 
-def import_pairs(store: Store, jsonl_path: str | os.PathLike[str], dataset: str | None = None
-                 ) -> dict[str, int]:
+def import_pairs(store: Store, jsonl_path: str | os.PathLike[str], dataset: str | None = None,
+                 *, human_judgments: bool = True) -> dict[str, int]:
     """Import a pair-format file (ours or any other, e.g. SynthEdit's) all or nothing.
 
     ``dataset`` names the origin dataset of the imported items (default: the file's own
     ``origin``, else the folder's name). Returns counts of new ``items``,
-    ``human_judgments`` and ``model_judgments``, and of records ``skipped`` because the
-    store already held them. New annotators get the file's role and no password; existing
-    ones are left as they are."""
+    ``human_judgments`` and ``model_judgments``, of records ``skipped`` because the store
+    already held them, and ``dropped_human_judgments``. New annotators get the file's role
+    and no password; existing ones are left as they are, and a file that gives one of them
+    another role is refused. ``human_judgments=False`` drops the file's human judgments
+    (none is written, no annotator is created)."""
     path = Path(jsonl_path)
     default_origin = (path.resolve().parent.name, path.name)
     checked: set[str] = set()
@@ -314,7 +354,8 @@ def import_pairs(store: Store, jsonl_path: str | os.PathLike[str], dataset: str 
             try:
                 shas = [_sha(p.read_bytes() if p.is_file() else None, checked, p)
                         for p in (item.source, *item.candidates)]
-                entries.append(_entry(item, shas, where, dataset, default_origin))
+                entries.append(_entry(item, shas, where, dataset, default_origin,
+                                      human_judgments))
             except (StudioError, ValueError, TypeError, OSError) as err:
                 raise DataImportError(f"{where}: {err}; nothing was imported") from err
     except PairFormatError as err:
@@ -324,8 +365,8 @@ def import_pairs(store: Store, jsonl_path: str | os.PathLike[str], dataset: str 
     return _import(store, entries, ([e.item.source, *e.item.candidates] for e in entries))
 
 
-def import_parquet(store: Store, path: str | os.PathLike[str], dataset: str | None = None
-                   ) -> dict[str, int]:
+def import_parquet(store: Store, path: str | os.PathLike[str], dataset: str | None = None,
+                   *, human_judgments: bool = True) -> dict[str, int]:
     """Import a Parquet file (ours, or any with columns ``id``, ``instruction``, ``source``
     and ``candidates`` holding embedded images) all or nothing; see :func:`import_pairs`."""
     path = Path(path)
@@ -356,7 +397,8 @@ def import_parquet(store: Store, path: str | os.PathLike[str], dataset: str | No
             if item.id in seen:
                 raise ValueError(f"duplicate id {item.id!r}")
             seen.add(item.id)
-            entries.append(_entry(item, shas, where, dataset, (path.stem, path.name)))
+            entries.append(_entry(item, shas, where, dataset, (path.stem, path.name),
+                                  human_judgments))
         except (StudioError, ValueError, TypeError) as err:
             raise DataImportError(f"{where}: {err}; nothing was imported") from err
     return _import(store, entries, (_row_images(r) for r in _parquet_rows(
@@ -446,7 +488,7 @@ def _sha(data: bytes | None, checked: set[str], what: Any) -> str:
 
 
 def _entry(item: PairItem, shas: Sequence[str], where: str, dataset: str | None,
-           default_origin: tuple[str, str]) -> _Entry:
+           default_origin: tuple[str, str], keep_humans: bool) -> _Entry:
     if not item.instruction.strip():
         raise ValueError("instruction must not be empty")
     extras = dict(item.metadata)
@@ -462,17 +504,22 @@ def _entry(item: PairItem, shas: Sequence[str], where: str, dataset: str | None,
     if metadata is not None and not isinstance(metadata, dict):
         raise ValueError(f"metadata must be an object, got {type(metadata).__name__}")
     n = len(item.candidates)
-    return _Entry(
-        where=where, item=item, shas=tuple(shas),
-        origin=(dataset if dataset is not None else origin.get("dataset"), origin.get("file"),
-                origin.get("id")),
-        metadata={**extras, **(metadata or {})},
-        humans=_check_humans(humans or [], n), models=_check_models(models or [], n))
-
-
-def _check_humans(values: Any, n: int) -> tuple[_Human, ...]:
-    if not isinstance(values, list):
+    origin = (dataset if dataset is not None else origin.get("dataset"), origin.get("file"),
+              origin.get("id"))
+    metadata = {**extras, **(metadata or {})}
+    # The store's own checks (text, limits) now, before anything is written.
+    check_item_text(item.instruction, metadata, uid=item.id, category=item.category,
+                    origin_dataset=origin[0], origin_file=origin[1], origin_id=origin[2])
+    humans = humans or []
+    if not isinstance(humans, list):
         raise ValueError("human_judgments must be a list")
+    return _Entry(
+        where=where, item=item, shas=tuple(shas), origin=origin, metadata=metadata,
+        humans=_check_humans(humans, n) if keep_humans else (),
+        models=_check_models(models or [], n), dropped=0 if keep_humans else len(humans))
+
+
+def _check_humans(values: list[Any], n: int) -> tuple[_Human, ...]:
     refs: dict[int, _Human] = {}
     superseded: set[int] = set()
     for k, h in enumerate(values):
@@ -498,8 +545,9 @@ def _check_human(h: dict[str, Any], ref: int, n: int, refs: dict[int, _Human],
     name = h.get("annotator")
     if not isinstance(name, str) or not name.strip():
         raise ValueError("needs an annotator name")
-    role = h.get("annotator_role") or "annotator"
-    if role not in ROLES:
+    name = _text(name, "the annotator name", strip=True)  # length: when created
+    role = h.get("annotator_role")
+    if role is not None and role not in ROLES:
         raise ValueError(f"annotator_role must be one of {', '.join(ROLES)}, got {role!r}")
     kind = h.get("kind", "judgment")
     if kind not in KINDS:
@@ -511,7 +559,7 @@ def _check_human(h: dict[str, Any], ref: int, n: int, refs: dict[int, _Human],
         if target is None:
             raise ValueError(f"supersedes {sup!r} is not the id of an earlier judgment of "
                              "this item in the file")
-        if target.annotator != name.strip():
+        if target.annotator != name:
             raise ValueError(f"supersedes judgment {sup} of {target.annotator!r}; annotators "
                              "can only edit or undo their own judgments")
         if target.kind != "judgment" or sup in superseded:
@@ -526,13 +574,10 @@ def _check_human(h: dict[str, Any], ref: int, n: int, refs: dict[int, _Human],
         if "preferred" in h and h["preferred"] != preferred:
             raise ValueError(f"preferred {h['preferred']!r} does not match the ranking "
                              f"{ranking_to_json(ranking)} (its best is {preferred!r})")
-        comment = h.get("comment") or ""
-        if not isinstance(comment, str):
-            raise ValueError("comment must be a string")
         fields = (json.dumps(ranking_to_json(ranking)), preferred, int(both_bad),
-                  _scores(h.get("scores"), n), _regions(h.get("regions"), n), comment,
-                  _seconds(h.get("seconds_spent")))
-    return _Human(ref=ref, annotator=name.strip(), role=role, kind=kind,
+                  _scores(h.get("scores"), n), _regions(h.get("regions"), n),
+                  check_comment(h.get("comment") or ""), _seconds(h.get("seconds_spent")))
+    return _Human(ref=ref, annotator=name, role=role, kind=kind,
                   supersedes=None if sup is None else int(sup), created_at=created_at,
                   fields=fields)
 
@@ -612,26 +657,22 @@ def _import(store: Store, entries: Sequence[_Entry], images: Iterable[Sequence[b
             ) -> dict[str, int]:
     """Write validated entries in one transaction; ``images``: each entry's image data
     (source first), in entry order, read only while writing."""
-    roles: dict[str, str] = {}
-    for e in entries:
-        for h in e.humans:
-            if roles.setdefault(h.annotator, h.role) != h.role:
-                raise DataImportError(
-                    f"{e.where}: annotator {h.annotator!r} has role {h.role!r} here and "
-                    f"{roles[h.annotator]!r} earlier; give each annotator one role; nothing "
-                    "was imported")
-    counts = {"items": 0, "human_judgments": 0, "model_judgments": 0, "skipped": 0}
+    roles = _roles(entries)
+    counts = {"items": 0, "human_judgments": 0, "model_judgments": 0, "skipped": 0,
+              "dropped_human_judgments": sum(e.dropped for e in entries)}
     orphans: list[Path] = []
     try:
         with store.write() as db:
             # Checks against the store first (nothing written yet), then the writes.
+            _check_roles(store, roles)
             items = [_existing_item(store, e) for e in entries]
             plans = [_plan_humans(store, e, i) for e, i in zip(entries, items, strict=True)]
             shas = {s for e in entries for s in e.shas}
             fresh = [s for s in shas if store._one(
                 "SELECT 1 AS x FROM images WHERE sha256 = ?", [s]) is None]
             try:
-                who = {name: _annotator(store, name, role) for name, role in roles.items()}
+                who = {name: _annotator(store, name, role or "annotator")
+                       for name, (role, _) in roles.items()}
                 for e, item_id, plan, data in zip(entries, items, plans, images, strict=True):
                     try:
                         _write_entry(store, db, e, item_id, plan, data, who, counts)
@@ -649,6 +690,31 @@ def _import(store: Store, entries: Sequence[_Entry], images: Iterable[Sequence[b
             file.unlink(missing_ok=True)
         raise
     return counts
+
+
+def _roles(entries: Sequence[_Entry]) -> dict[str, tuple[str | None, str]]:
+    """Annotator -> (the role the file gives, or None; where it first says so)."""
+    roles: dict[str, tuple[str | None, str]] = {}
+    for e in entries:
+        for h in e.humans:
+            role, where = roles.get(h.annotator, (None, e.where))
+            if role is not None and h.role is not None and h.role != role:
+                raise DataImportError(
+                    f"{e.where}: annotator {h.annotator!r} has role {h.role!r} here and "
+                    f"{role!r} at {where}; give each annotator one role; nothing was imported")
+            roles[h.annotator] = (role, where) if role is not None else (h.role, e.where)
+    return roles
+
+
+def _check_roles(store: Store, roles: dict[str, tuple[str | None, str]]) -> None:
+    """An import never changes a stored annotator: a file that says otherwise is refused."""
+    for name, (role, where) in roles.items():
+        row = store._one("SELECT role FROM annotators WHERE name = ?", [name])
+        if row is not None and role is not None and row["role"] != role:
+            raise DataImportError(
+                f"{where}: annotator {name!r} is {row['role']!r} in this store but "
+                f"{role!r} in the file; an import never changes an annotator's role: set "
+                f"annotator_role to {row['role']!r} or leave it out; nothing was imported")
 
 
 def _existing_item(store: Store, e: _Entry) -> int | None:

@@ -31,7 +31,7 @@ from typing import Any
 
 from spatialreward.errors import StudioError, UnsafePathError
 
-from .paths import resolve_inside
+from .paths import check_not_database, resolve_inside
 
 DIMENSIONS = ("overall", "prompt_following", "consistency", "perceptual_quality")
 _KNOWN = {"id", "instruction", "source", "candidates", "ranking", "dimension", "category",
@@ -162,6 +162,7 @@ def iter_pairs(path: str | os.PathLike[str]) -> Iterator[PairItem]:
     path = Path(path)
     if not path.is_file():
         raise PairFormatError(f"dataset {path} does not exist or is not a file")
+    check_not_database(path)
     folder = path.resolve().parent
     seen: set[str] = set()
     # Bytes, decoded line by line: a stray non-UTF-8 byte becomes an error naming its line

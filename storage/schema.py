@@ -11,7 +11,7 @@ from sqlite_utils import Database, Migrations
 
 migrations = Migrations("spatialreward-studio")
 
-SCHEMA_VERSION = 2  # number of migrations below; `db stats` reports the applied count
+SCHEMA_VERSION = 4  # number of migrations below; `db stats` reports the applied count
 
 
 @migrations()
@@ -179,3 +179,75 @@ def m002_flags(db: Database) -> None:
         CREATE INDEX flags_item ON flags(item_id);
         """
     )
+
+
+# A human_current row is expected when human_judgments makes it current: a judgment (not
+# a retraction) that nothing supersedes, with the same item and vote.
+_EXPECTED = """EXISTS (
+            SELECT 1 FROM human_judgments h
+            WHERE h.id = {r}.judgment_id AND h.kind = 'judgment' AND h.item_id = {r}.item_id
+              AND h.preferred IS {r}.preferred AND h.both_bad = {r}.both_bad
+              AND NOT EXISTS (SELECT 1 FROM human_judgments s WHERE s.supersedes = h.id))"""
+
+
+@migrations()
+def m003_no_replace(db: Database) -> None:
+    """Close ``INSERT OR REPLACE``: its conflict resolution deletes the old row without
+    firing DELETE triggers, which let raw SQL flip a vote. Refuse an id or a
+    ``supersedes`` that is taken, and keep ``human_current`` derived: a row goes in only
+    when the history makes it current and out only when it no longer is; never updated."""
+    db.executescript(
+        f"""
+        CREATE TRIGGER human_judgments_no_replace BEFORE INSERT ON human_judgments
+        WHEN EXISTS (SELECT 1 FROM human_judgments WHERE id = NEW.id)
+        BEGIN SELECT RAISE(ABORT, 'human_judgments is append-only: that id exists already');
+        END;
+        CREATE TRIGGER human_judgments_supersede_once BEFORE INSERT ON human_judgments
+        WHEN NEW.supersedes IS NOT NULL AND EXISTS (
+            SELECT 1 FROM human_judgments WHERE supersedes = NEW.supersedes)
+        BEGIN SELECT RAISE(ABORT, 'human_judgments is append-only: already superseded');
+        END;
+        CREATE TRIGGER human_current_insert BEFORE INSERT ON human_current
+        WHEN NOT {_EXPECTED.format(r="NEW")}
+        BEGIN SELECT RAISE(ABORT, 'human_current is derived: not a current judgment');
+        END;
+        CREATE TRIGGER human_current_no_update BEFORE UPDATE ON human_current
+        BEGIN SELECT RAISE(ABORT, 'human_current is derived: it is never updated');
+        END;
+        CREATE TRIGGER human_current_delete BEFORE DELETE ON human_current
+        WHEN {_EXPECTED.format(r="OLD")}
+        BEGIN SELECT RAISE(ABORT, 'human_current is derived: that judgment is current');
+        END;
+        """
+    )
+
+
+_RUN_STATUSES_V1 = "('queued', 'running', 'done', 'failed', 'cancelled')"
+_RUN_STATUSES_V4 = "('queued', 'running', 'done', 'failed', 'cancelled', 'interrupted')"
+
+
+@migrations()
+def m004_interrupted_runs(db: Database) -> None:
+    """Runs get the status ``interrupted``: left ``running`` by a server or training
+    process that is gone (marked at start-up, with the command that resumes them), and
+    ``pid_start``, the recorded process's start time: a later process that reuses the pid
+    has another, so it is never taken for the run's own (and never signalled).
+
+    Only the CHECK constraint changes, which does not change how rows are stored, so it
+    is edited in place (SQLite's documented procedure for such changes: "ALTER TABLE",
+    section 7); rebuilding the table would break the foreign keys of ``metrics`` and
+    ``rl_samples``, which cannot be turned off inside the migration's transaction."""
+    conn = db.conn
+    conn.execute("ALTER TABLE runs ADD COLUMN pid_start INTEGER")
+    (version,) = conn.execute("PRAGMA schema_version").fetchone()
+    conn.execute("PRAGMA writable_schema = ON")
+    try:
+        changed = conn.execute(
+            "UPDATE sqlite_master SET sql = replace(sql, ?, ?) WHERE type = 'table' "
+            "AND name = 'runs' AND instr(sql, ?) > 0",
+            [_RUN_STATUSES_V1, _RUN_STATUSES_V4, _RUN_STATUSES_V1]).rowcount
+        if changed != 1:
+            raise RuntimeError("the runs table does not have the expected status constraint")
+        conn.execute(f"PRAGMA schema_version = {int(version) + 1}")
+    finally:
+        conn.execute("PRAGMA writable_schema = OFF")

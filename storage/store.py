@@ -14,20 +14,26 @@ Human judgments are append-only (triggers refuse UPDATE and DELETE): an edit is 
 row that ``supersedes`` the old one, an undo is a ``retraction`` row that supersedes
 it. ``current_human_judgments`` is the view of rows nobody superseded.
 
+Every text field is checked at this boundary: it must be valid Unicode (encodable as
+UTF-8, so no lone surrogate) and within the limits below (``MAX_*``); a bad one is
+refused with an :class:`~spatialreward.errors.InvalidJudgmentError` that names the field.
+
 >>> import sqlite_utils
 >>> store = Store(sqlite_utils.Database(memory=True), data_dir=None)
 >>> store.schema_version
-2
+4
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import hashlib
 import io
 import json
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -48,7 +54,7 @@ from spatialreward.errors import (
 from spatialreward.judgment import Judgment
 
 from .pairs import DIMENSIONS, Ranking, parse_ranking, ranking_to_json
-from .paths import resolve_inside
+from .paths import protect_database, resolve_inside
 from .schema import migrations
 
 DEFAULT_DB = Path("data/studio.db")
@@ -56,9 +62,26 @@ ROLES = ("annotator", "researcher", "admin")
 SCORE_DIMENSIONS = ("instruction", "preservation", "quality", "overall")
 """Per-candidate human scores, each 0..10."""
 RUN_KINDS = ("bench", "rl")
-RUN_STATUSES = ("queued", "running", "done", "failed", "cancelled")
+RUN_STATUSES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
 BUSY_TIMEOUT_MS = 5_000
 LOCK_RETRIES = 20  # after the busy timeout; a writer gives up only after ~2 minutes
+
+MAX_INSTRUCTION_CHARS = 2_000
+"""Longest item instruction (``add_item``, and so every import); the app's own limit,
+``StudioConfig.max_instruction_chars``, is the same."""
+MAX_COMMENT_CHARS = 2_000
+"""Longest comment of one human judgment."""
+MAX_REGIONS = 64
+"""Most regions one human judgment may hold."""
+MAX_LABEL_CHARS = 200
+"""Longest label of one region."""
+MAX_NAME_CHARS = 64
+"""Longest annotator name."""
+MIN_PASSWORD_CHARS = 8
+"""Shortest password ``add_annotator`` accepts for an app login."""
+ORPHAN_MIN_AGE_S = 300
+"""``remove_orphan_images`` leaves younger files alone: ``put_image`` writes the file
+before its row, so a young unreferenced file may be another process's write in flight."""
 
 
 def now() -> str:
@@ -102,10 +125,15 @@ class Store:
     def __init__(self, db: Database, data_dir: str | os.PathLike[str] | None = None) -> None:
         self.db = db
         self.data_dir = Path(data_dir) if data_dir is not None else None
+        self.path: Path | None = None
+        """The database file, when :meth:`open` made the store from one."""
         self._lock = threading.RLock()
         conn = db.conn
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA foreign_keys = ON")
+        # The rows that INSERT OR REPLACE deletes fire DELETE triggers too (defence in
+        # depth beside m003's triggers, which refuse such inserts outright).
+        conn.execute("PRAGMA recursive_triggers = ON")
         if not db.memory:
             db.enable_wal()
             # WAL + NORMAL: a commit survives the process being killed (it is in the
@@ -120,8 +148,17 @@ class Store:
         go beside it in ``<folder>/images``."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        # From now on no data-file path may name this file (see storage.paths: a plain
+        # open + close of it in this process would drop our SQLite locks).
+        protect_database(path)
         conn = sqlite3.connect(path, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
-        return cls(Database(conn), data_dir=path.parent)
+        try:
+            store = cls(Database(conn), data_dir=path.parent)
+        except BaseException:
+            conn.close()
+            raise
+        store.path = path.resolve()
+        return store
 
     def close(self) -> None:
         self.db.close()
@@ -202,22 +239,30 @@ class Store:
         if self._one("SELECT 1 AS x FROM images WHERE sha256 = ?", [sha]) is not None:
             return sha
         rel = f"images/{sha[:2]}/{sha}.{fmt.lower()}"
-        if self.data_dir is not None:
-            target = self.data_dir / rel
-            if not target.exists():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}")
-                tmp.write_bytes(data)
-                os.replace(tmp, target)  # readers never see half a file
-        else:
+        if self.data_dir is None:
             self._memory_images[sha] = data
+        else:
+            self._write_image_file(rel, data)  # outside the lock: the slow part
         with self.write() as db:
+            if self.data_dir is not None:
+                # remove_orphan_images deletes under this lock: checked again here, the
+                # file cannot vanish between this check and its row.
+                self._write_image_file(rel, data)
             db.execute(
                 "INSERT OR IGNORE INTO images (sha256, path, format, width, height, bytes, "
                 "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [sha, rel, fmt, rgb.width, rgb.height, len(data), now()],
             )
         return sha
+
+    def _write_image_file(self, rel: str, data: bytes) -> None:
+        assert self.data_dir is not None
+        target = self.data_dir / rel
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}")
+            tmp.write_bytes(data)
+            os.replace(tmp, target)  # readers never see half a file
 
     @property
     def _memory_images(self) -> dict[str, bytes]:
@@ -249,10 +294,14 @@ class Store:
                  origin_dataset: str | None = None, origin_file: str | None = None,
                  origin_id: str | None = None, metadata: Mapping[str, Any] | None = None
                  ) -> int:
-        """Add an item (or return the id of the item with the same ``uid``)."""
-        instruction = (instruction or "").strip()
-        if not instruction:
-            raise InvalidJudgmentError("an item needs a non-empty instruction")
+        """Add an item (or return the id of the item with the same ``uid``).
+
+        The instruction (stripped) may hold :data:`MAX_INSTRUCTION_CHARS` characters; it
+        and every other text (``uid``, ``category``, ``origin_*``, strings in ``metadata``)
+        must be valid Unicode."""
+        instruction = check_item_text(
+            instruction, metadata, uid=uid, category=category, origin_dataset=origin_dataset,
+            origin_file=origin_file, origin_id=origin_id)
         if not candidates:
             raise InvalidJudgmentError("an item needs at least one candidate image")
         if dimension not in DIMENSIONS:
@@ -304,12 +353,15 @@ class Store:
         return int(row["id"])
 
     def flag_item(self, item_id: int, reason: str = "", flagged_by: str | None = None) -> int:
-        """Send an item to the annotation queue (Inspect's "I disagree")."""
+        """Send an item to the annotation queue (Inspect's "I disagree"); ``reason`` is
+        kept to its first :data:`MAX_COMMENT_CHARS` characters."""
+        reason = _text(reason or "", "the flag reason", strip=True)[:MAX_COMMENT_CHARS]
+        if flagged_by is not None:
+            _text(flagged_by, "flagged_by")
         self.item(item_id)  # UnknownItemError for a bad id
         with self.write() as db:
             cur = db.execute("INSERT INTO flags (item_id, reason, flagged_by, created_at) "
-                             "VALUES (?, ?, ?, ?)", [item_id, reason.strip()[:2000], flagged_by,
-                                                     now()])
+                             "VALUES (?, ?, ?, ?)", [item_id, reason, flagged_by, now()])
         return int(cur.lastrowid or 0)
 
     def flagged_items(self) -> list[int]:
@@ -380,8 +432,10 @@ class Store:
 
     def add_annotator(self, name: str, role: str = "annotator", password: str | None = None
                       ) -> int:
-        """Register an annotator; ``password`` (optional) is stored as an argon2id hash."""
-        name = (name or "").strip()
+        """Register an annotator (a name of up to :data:`MAX_NAME_CHARS` characters);
+        ``password`` (optional, at least :data:`MIN_PASSWORD_CHARS` characters) is stored as
+        an argon2id hash."""
+        name = _text(name or "", "the annotator name", MAX_NAME_CHARS, strip=True)
         if not name:
             raise InvalidJudgmentError("an annotator needs a name")
         if role not in ROLES:
@@ -390,7 +444,7 @@ class Store:
         if password is not None:
             from argon2 import PasswordHasher
 
-            pw_hash = PasswordHasher().hash(password)
+            pw_hash = PasswordHasher().hash(_password(password))
         with self.write() as db:
             if self._one("SELECT id FROM annotators WHERE name = ?", [name]) is not None:
                 raise InvalidJudgmentError(f"an annotator named {name!r} already exists")
@@ -410,17 +464,23 @@ class Store:
                          "created_at FROM annotators ORDER BY id")
 
     def check_password(self, name: str, password: str) -> bool:
-        """True when ``password`` matches the annotator's stored hash."""
+        """True when ``password`` matches the annotator's stored hash.
+
+        An unknown name, or one without a password, is checked against a dummy hash: every
+        call costs one argon2 verify, so the time taken does not tell which names exist."""
         from argon2 import PasswordHasher
         from argon2.exceptions import InvalidHashError, VerificationError
 
-        row = self._one("SELECT password_hash FROM annotators WHERE name = ?", [name])
-        if row is None or row["password_hash"] is None:
-            return False
+        row = (self._one("SELECT password_hash FROM annotators WHERE name = ?", [name])
+               if _is_text(name) else None)
+        stored = None if row is None else row["password_hash"]
+        # surrogatepass: text that is not valid Unicode still costs a verify (and fails).
+        secret = password.encode("utf-8", "surrogatepass")
         try:
-            return PasswordHasher().verify(row["password_hash"], password)
+            matches = PasswordHasher().verify(stored or _dummy_hash(), secret)
         except (VerificationError, InvalidHashError):
             return False
+        return matches and stored is not None
 
     # -- human judgments ----------------------------------------------------------
 
@@ -433,7 +493,9 @@ class Store:
 
         ``preference``: the index of the better candidate, ``"tie"``, ``"both_bad"``, or a
         full ranking in the pair format (``[2, [0, 1]]``). ``supersedes``: the id of this
-        annotator's earlier judgment of the item that this one replaces (an edit)."""
+        annotator's earlier judgment of the item that this one replaces (an edit).
+        ``comment``: up to :data:`MAX_COMMENT_CHARS` characters; ``regions``: up to
+        :data:`MAX_REGIONS`, each label up to :data:`MAX_LABEL_CHARS`."""
         return self.add_human_judgments([dict(
             item_id=item_id, annotator=annotator, preference=preference, scores=scores,
             regions=regions, comment=comment, seconds_spent=seconds_spent,
@@ -460,7 +522,7 @@ class Store:
             rows.append((
                 item_id, annotators[name], "judgment", json.dumps(ranking_to_json(ranking)),
                 preferred, int(both_bad), _scores(j.get("scores"), n),
-                _regions(j.get("regions"), n), str(j.get("comment") or ""),
+                _regions(j.get("regions"), n), check_comment(j.get("comment")),
                 _seconds(j.get("seconds_spent")), j.get("supersedes"), now()))
         with self.write() as db:
             for r in rows:
@@ -528,6 +590,7 @@ class Store:
                    out_dir: str | None = None) -> int:
         if kind not in RUN_KINDS:
             raise InvalidJudgmentError(f"run kind must be one of {RUN_KINDS}, got {kind!r}")
+        _text(name, "the run name")
         with self.write() as db:
             cur = db.execute("INSERT INTO runs (kind, name, config, status, out_dir, created_at) "
                              "VALUES (?, ?, ?, 'queued', ?, ?)",
@@ -535,7 +598,10 @@ class Store:
         return int(cur.lastrowid or 0)
 
     def update_run(self, run_id: int, *, status: str | None = None, pid: int | None = None,
-                   error: str | None = None, out_dir: str | None = None) -> None:
+                   error: str | None = None, out_dir: str | None = None,
+                   pid_start: int | None = None) -> None:
+        """Set a run's fields. ``pid`` and ``pid_start`` (the process's start time, which
+        tells the recorded process from a later one that reuses its pid) go together."""
         if status is not None and status not in RUN_STATUSES:
             raise InvalidJudgmentError(f"run status must be one of {RUN_STATUSES}")
         sets: dict[str, Any] = {}
@@ -543,12 +609,13 @@ class Store:
             sets["status"] = status
             if status == "running":
                 sets["started_at"] = now()
-            elif status in ("done", "failed", "cancelled"):
+            elif status in ("done", "failed", "cancelled", "interrupted"):
                 sets["finished_at"] = now()
         if pid is not None:
             sets["pid"] = pid
+            sets["pid_start"] = pid_start
         if error is not None:
-            sets["error"] = error
+            sets["error"] = replace_surrogates(error)  # an error text is kept, not refused
         if out_dir is not None:
             sets["out_dir"] = out_dir
         if not sets:
@@ -590,6 +657,7 @@ class Store:
                       images: Sequence[Any], rewards: Sequence[float]) -> int:
         if len(images) != len(rewards):
             raise InvalidJudgmentError("an RL sample needs one reward per image")
+        _text(instruction, "the RL sample's instruction")
         src = None if source is None else self.put_image(source)
         shas = [self.put_image(im) for im in images]
         with self.write() as db:
@@ -617,22 +685,108 @@ class Store:
                 "journal_mode": self.db.journal_mode}
 
     def integrity(self) -> list[str]:
-        """Problems found (empty: healthy): SQLite's integrity and foreign-key checks,
-        and image files that are missing or do not match their hash."""
+        """Problems found (empty: healthy): SQLite's integrity and foreign-key checks, the
+        supersede chains and ``human_current`` checked against the history, image files
+        that are missing or do not match their hash, and orphan image files."""
         problems = [r["integrity_check"] for r in self._all("PRAGMA integrity_check")
                     if r["integrity_check"] != "ok"]
         problems += [f"foreign key: {r['table']} row {r['rowid']} -> {r['parent']}"
                      for r in self._all("PRAGMA foreign_key_check")]
+        problems += self._chain_problems() + self._current_problems()
         if self.data_dir is not None:
-            for r in self._all("SELECT sha256, path FROM images"):
-                try:
-                    data = resolve_inside(self.data_dir, r["path"]).read_bytes()
-                except (OSError, StoreError) as err:
-                    problems.append(f"image {r['sha256']}: {err}")
-                    continue
-                if image_sha256(data) != r["sha256"]:
-                    problems.append(f"image {r['path']}: contents do not match its hash")
+            problems += self._image_problems() + self._orphan_problems()
         return problems
+
+    def _chain_problems(self) -> list[str]:
+        """Every ``supersedes`` names an earlier judgment (not a retraction) of the same
+        annotator and item, once; every retraction supersedes something."""
+        rows = self._all(
+            "SELECT * FROM (SELECT h.id, CASE "
+            "WHEN h.supersedes IS NULL THEN 'is a retraction that supersedes nothing' "
+            "WHEN o.id IS NULL THEN 'supersedes ' || h.supersedes || ', which does not exist' "
+            "WHEN o.id >= h.id THEN 'supersedes ' || o.id || ', a later row' "
+            "WHEN o.annotator_id != h.annotator_id "
+            "THEN 'supersedes ' || o.id || ' of another annotator' "
+            "WHEN o.item_id != h.item_id THEN 'supersedes ' || o.id || ' of another item' "
+            "WHEN o.kind != 'judgment' THEN 'supersedes ' || o.id || ', a retraction' "
+            "END AS problem FROM human_judgments h "
+            "LEFT JOIN human_judgments o ON o.id = h.supersedes "
+            "WHERE h.supersedes IS NOT NULL OR h.kind = 'retraction') "
+            "WHERE problem IS NOT NULL ORDER BY id")
+        rows += self._all(
+            "SELECT supersedes AS id, 'is superseded by ' || COUNT(*) || ' rows (' || "
+            "GROUP_CONCAT(id, ', ') || ')' AS problem FROM human_judgments "
+            "WHERE supersedes IS NOT NULL GROUP BY supersedes HAVING COUNT(*) > 1")
+        return [f"human judgment {r['id']} {r['problem']}: the edit history was written "
+                "around the store's checks; restore the store from a backup" for r in rows]
+
+    def _current_problems(self) -> list[str]:
+        """``human_current`` holds exactly the current judgments the history implies."""
+        expected = ("SELECT id, item_id, preferred, both_bad FROM human_judgments h "
+                    "WHERE kind = 'judgment' AND NOT EXISTS ("
+                    "SELECT 1 FROM human_judgments s WHERE s.supersedes = h.id)")
+        actual = "SELECT judgment_id, item_id, preferred, both_bad FROM human_current"
+        wrong = self._all(f"SELECT judgment_id AS id FROM ({actual} EXCEPT {expected}) "
+                          f"UNION SELECT id FROM ({expected} EXCEPT {actual}) ORDER BY id")
+        if not wrong:
+            return []
+        return [f"human_current disagrees with human_judgments for {len(wrong)} judgment(s) "
+                f"({_few([str(r['id']) for r in wrong])}): vote counts and queues are wrong; "
+                "restore the store from a backup"]
+
+    def _image_problems(self) -> list[str]:
+        assert self.data_dir is not None
+        problems = []
+        for r in self._all("SELECT sha256, path FROM images"):
+            try:
+                data = resolve_inside(self.data_dir, r["path"]).read_bytes()
+            except (OSError, StoreError) as err:
+                problems.append(f"image {r['sha256']}: {err}")
+                continue
+            if image_sha256(data) != r["sha256"]:
+                problems.append(f"image {r['path']}: contents do not match its hash")
+        return problems
+
+    def _orphan_problems(self) -> list[str]:
+        orphans = self.orphan_images(ORPHAN_MIN_AGE_S)
+        if not orphans:
+            return []
+        return [f"orphan image files: {len(orphans)} file(s), "
+                f"{sum(size for _, size in orphans):,} bytes under images/ that no images row "
+                f"references ({_few([rel for rel, _ in orphans])}), left by an interrupted "
+                "write; remove them with `db integrity --remove-orphans`"]
+
+    def orphan_images(self, min_age_s: float = 0) -> list[tuple[str, int]]:
+        """Files under ``<data_dir>/images`` that no ``images`` row references and that
+        were last modified at least ``min_age_s`` ago: (path relative to the data folder,
+        bytes), sorted by path."""
+        if self.data_dir is None:
+            return []
+        known = {r["path"] for r in self._all("SELECT path FROM images")}
+        cutoff = time.time() - min_age_s
+        out = []
+        for folder, _, names in os.walk(self.data_dir / "images"):
+            for name in names:
+                path = Path(folder, name)
+                rel = path.relative_to(self.data_dir).as_posix()
+                with contextlib.suppress(FileNotFoundError):  # removed while we looked
+                    info = path.lstat()
+                    if rel not in known and info.st_mtime <= cutoff:
+                        out.append((rel, info.st_size))
+        return sorted(out)
+
+    def remove_orphan_images(self, min_age_s: float = ORPHAN_MIN_AGE_S
+                             ) -> list[tuple[str, int]]:
+        """Delete the orphan image files at least ``min_age_s`` old (see
+        :meth:`orphan_images`); returns what was removed. Younger files are left: one may
+        be another process's ``put_image`` between writing its file and its row."""
+        if self.data_dir is None:
+            return []
+        with self.write():  # put_image checks its file under this lock too
+            orphans = self.orphan_images(min_age_s)
+            for rel, _ in orphans:
+                (self.data_dir / rel).unlink(missing_ok=True)
+        return orphans
 
     def backup(self, target: str | os.PathLike[str]) -> Path:
         """Copy the database to ``target`` with SQLite's online backup API (consistent
@@ -654,6 +808,107 @@ class Store:
 
 
 # -- validation -------------------------------------------------------------------
+
+
+def _is_text(value: Any) -> bool:
+    """True for a ``str`` that encodes as UTF-8 (SQLite stores only such text)."""
+    try:
+        value.encode("utf-8")
+    except (AttributeError, UnicodeEncodeError):
+        return False
+    return True
+
+
+def _text(value: Any, field: str, limit: int | None = None, *, strip: bool = False) -> str:
+    """``value`` (stripped with ``strip``) once it is valid Unicode text of at most
+    ``limit`` characters; else an InvalidJudgmentError naming ``field``."""
+    if not isinstance(value, str):
+        raise InvalidJudgmentError(f"{field} must be text, got {type(value).__name__}")
+    value = value.strip() if strip else value
+    if limit is not None and len(value) > limit:
+        raise InvalidJudgmentError(
+            f"{field} is {len(value):,} characters long; the limit is {limit:,}: shorten it")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise InvalidJudgmentError(
+            f"{field} is not valid Unicode text: character {err.start} is a lone surrogate "
+            f"(U+{ord(value[err.start]):04X}, half of a UTF-16 pair); remove it or type the "
+            "text again") from None
+    return value
+
+
+def _json_text(value: Any, field: str) -> None:
+    """Every string inside ``value`` (keys too) is valid Unicode text."""
+    if isinstance(value, str):
+        _text(value, field)
+    elif isinstance(value, Mapping):
+        for key, v in value.items():
+            _text(str(key), f"a key of {field}")
+            _json_text(v, f"{field}[{key!r}]")
+    elif isinstance(value, (list, tuple)):
+        for k, v in enumerate(value):
+            _json_text(v, f"{field}[{k}]")
+
+
+def check_item_text(instruction: Any, metadata: Mapping[str, Any] | None = None,
+                    **fields: str | None) -> str:
+    """The stripped instruction, once it is non-empty and at most
+    :data:`MAX_INSTRUCTION_CHARS` long, and it and every other text of the item
+    (``fields``: uid, category, origin, ...; every string in ``metadata``) are valid text.
+
+    >>> check_item_text("  make it red ", {"flaw": "none"}, uid="a")
+    'make it red'
+    """
+    if not isinstance(instruction, str) or not instruction.strip():
+        raise InvalidJudgmentError("an item needs a non-empty instruction")
+    instruction = _text(instruction, "the instruction", MAX_INSTRUCTION_CHARS, strip=True)
+    for name, value in fields.items():
+        if value is not None:
+            _text(value, name)
+    _json_text(metadata or {}, "metadata")
+    return instruction
+
+
+def check_comment(value: Any) -> str:
+    """A judgment's comment (None: empty), at most :data:`MAX_COMMENT_CHARS` long."""
+    return _text("" if value is None else value, "the comment", MAX_COMMENT_CHARS)
+
+
+def _password(value: Any) -> str:
+    if not isinstance(value, str) or len(value) < MIN_PASSWORD_CHARS:
+        raise InvalidJudgmentError(
+            f"a password needs at least {MIN_PASSWORD_CHARS} characters; choose a longer one")
+    return _text(value, "the password")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """An argon2 hash of a random secret, made once on first use: verifying a password
+    against it costs what verifying against a real hash costs."""
+    import secrets
+
+    from argon2 import PasswordHasher
+
+    return PasswordHasher().hash(secrets.token_urlsafe(16))
+
+
+_SURROGATES = re.compile(r"[\ud800-\udfff]")
+
+
+def replace_surrogates(text: str) -> str:
+    r"""``text`` with every lone surrogate (U+D800..U+DFFF, which UTF-8 cannot encode)
+    replaced by U+FFFD, the replacement character.
+
+    >>> replace_surrogates("cup\ud800") == "cup\ufffd"
+    True
+    """
+    return _SURROGATES.sub("\ufffd", text)
+
+
+def _few(values: Sequence[str], n: int = 5) -> str:
+    """The first ``n`` values, comma-separated, with ``...`` when there are more."""
+    return ", ".join(values[:n]) + (", ..." if len(values) > n else "")
 
 
 def _ranking(value: Any, n: int) -> Ranking:
@@ -710,8 +965,14 @@ def _scores(value: Any, n: int) -> str | None:
 def _regions(value: Any, n: int) -> str | None:
     if value is None:
         return None
+    if isinstance(value, (str, Mapping)) or not isinstance(value, Sequence):
+        raise InvalidJudgmentError("regions must be a list of {candidate, bbox_2d, label}")
+    if len(value) > MAX_REGIONS:
+        raise InvalidJudgmentError(
+            f"a judgment holds at most {MAX_REGIONS} regions, got {len(value):,}; keep the "
+            "ones that matter")
     out = []
-    for r in value:
+    for k, r in enumerate(value):
         try:
             cand = int(r.get("candidate", 0))
             box = [int(v) for v in r["bbox_2d"]]
@@ -724,7 +985,8 @@ def _regions(value: Any, n: int) -> str | None:
         if (len(box) != 4 or not all(0 <= v <= 1000 for v in box)
                 or box[0] >= box[2] or box[1] >= box[3]):
             raise InvalidJudgmentError(f"region box {box} must be x1 < x2, y1 < y2 in 0..1000")
-        out.append({"candidate": cand, "bbox_2d": box, "label": str(r.get("label", ""))})
+        label = _text(str(r.get("label", "")), f"the label of region {k}", MAX_LABEL_CHARS)
+        out.append({"candidate": cand, "bbox_2d": box, "label": label})
     return json.dumps(out)
 
 

@@ -134,8 +134,8 @@ def test_concurrent_annotators_each_vote_stored_once(studio, items) -> None:
 def auth_studio(tmp_path_factory):
     demo, s = launch_studio(tmp_path_factory.mktemp("auth"), auth=True)
     store = s.services.store
-    store.add_annotator("ann", password="ann-pw")
-    store.add_annotator("bob", password="bob-pw")
+    store.add_annotator("ann", password="ann-password")
+    store.add_annotator("bob", password="bob-password")
     s.item = add_items(store, 1, first_seed=100)[0]
     yield s
     demo.close()
@@ -143,7 +143,7 @@ def auth_studio(tmp_path_factory):
 
 def test_with_login_a_vote_under_another_name_is_refused(auth_studio) -> None:
     store = auth_studio.services.store
-    client = Client(auth_studio.url, auth=("ann", "ann-pw"), verbose=False)
+    client = Client(auth_studio.url, auth=("ann", "ann-password"), verbose=False)
     with pytest.raises(Exception, match="logged in as 'ann'"):
         client.predict("bob", auth_studio.item, "A", api_name="/annotate")
     with pytest.raises(Exception, match="logged in as 'ann'"):

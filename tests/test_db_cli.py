@@ -9,6 +9,7 @@ import pytest
 
 from spatialreward.cli import main
 from spatialreward.synth.generate import SynthConfig, generate
+from storage.schema import SCHEMA_VERSION
 from storage.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,7 +29,7 @@ def test_import_stats_export_backup_integrity(tmp_path: Path, synth: Path, capsy
     assert main(["db", "stats", "--json", "--db", db]) == 0
     stats = json.loads(capsys.readouterr().out)
     assert stats["tables"]["items"] == 3 and stats["tables"]["candidates"] == 6
-    assert stats["schema_version"] == 2 and stats["journal_mode"] == "wal"
+    assert stats["schema_version"] == SCHEMA_VERSION and stats["journal_mode"] == "wal"
     assert main(["db", "export", str(tmp_path / "out.parquet"), "--db", db]) == 0
     assert (tmp_path / "out.parquet").stat().st_size > 0
     assert main(["db", "export", str(tmp_path / "out"), "--db", db]) == 0
@@ -93,3 +94,45 @@ def test_every_table_is_documented() -> None:
             assert f"`{column.name}`" in doc or column.name in ("id",), (
                 f"docs/store.md does not describe {table}.{column.name}")
     assert "`current_human_judgments`" in doc
+
+
+def test_integrity_remove_orphans_deletes_only_old_unreferenced_files(tmp_path: Path,
+                                                                      capsys) -> None:
+    import os
+    import time
+
+    import numpy as np
+
+    from storage.store import ORPHAN_MIN_AGE_S
+
+    db = tmp_path / "studio.db"
+    with Store.open(db) as store:
+        pixels = np.zeros((8, 8, 3), np.uint8)
+        store.add_item("make it red", pixels, [pixels + 1])
+    orphan = tmp_path / "images" / "00" / ("00" * 32 + ".png")  # left by a killed import
+    orphan.parent.mkdir(parents=True, exist_ok=True)
+    orphan.write_bytes(b"x" * 1000)
+    then = time.time() - 2 * ORPHAN_MIN_AGE_S
+    os.utime(orphan, (then, then))
+    young = tmp_path / "images" / "00" / ".in-flight.tmp"
+    young.write_bytes(b"y" * 10)
+    assert main(["db", "integrity", "--db", str(db)]) == 1
+    assert "orphan image files: 1 file(s), 1,000 bytes" in capsys.readouterr().out
+    assert main(["db", "integrity", "--remove-orphans", "--db", str(db)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == [f"removed images/00/{'00' * 32}.png (1,000 bytes)",
+                   "removed 1 orphan image file(s), 1,000 bytes", "ok"]
+    assert not orphan.exists() and young.exists()
+
+
+def test_the_store_limits_and_integrity_options_are_documented() -> None:
+    import storage.store as store_module
+
+    doc = (ROOT / "docs" / "store.md").read_text()
+    for name in dir(store_module):
+        if name.startswith(("MAX_", "MIN_")) or name == "ORPHAN_MIN_AGE_S":
+            value = getattr(store_module, name)
+            assert f"`{name}`" in doc and f"{value:,}" in doc, f"docs/store.md lacks {name}"
+    for text in ("--remove-orphans", "human_judgments=False", "dropped_human_judgments",
+                 "U+FFFD", "m003"):
+        assert text in doc, f"docs/store.md does not mention {text}"

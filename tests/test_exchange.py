@@ -131,7 +131,8 @@ def test_jsonl_round_trip(populated, tmp_path):
 
     with open_store(tmp_path / "b") as fresh:
         counts = import_pairs(fresh, tmp_path / "out1" / "pairs.jsonl")
-        assert counts == {"items": 3, "human_judgments": 8, "model_judgments": 2, "skipped": 0}
+        assert counts == {"items": 3, "human_judgments": 8, "model_judgments": 2, "skipped": 0,
+                          "dropped_human_judgments": 0}
         assert export_pairs(fresh, tmp_path / "out2") == 3
         assert read_jsonl(tmp_path / "out2" / "pairs.jsonl") == rows
         assert current(fresh) == current(populated)
@@ -160,7 +161,8 @@ def test_parquet_round_trip(populated, tmp_path):
         assert sha(r["source"]) == Path(j["source"]).stem
     with open_store(tmp_path / "b") as fresh:
         counts = import_parquet(fresh, tmp_path / "one.parquet")
-        assert counts == {"items": 3, "human_judgments": 8, "model_judgments": 2, "skipped": 0}
+        assert counts == {"items": 3, "human_judgments": 8, "model_judgments": 2, "skipped": 0,
+                          "dropped_human_judgments": 0}
         export_parquet(fresh, tmp_path / "two.parquet")
         assert parquet_rows(tmp_path / "two.parquet") == rows
         assert current(fresh) == current(populated)
@@ -202,7 +204,8 @@ def test_import_synthedit_folder(tmp_path):
     lines = read_jsonl(out / "pairs.jsonl")
     with open_store(tmp_path / "s") as store:
         counts = import_pairs(store, out / "pairs.jsonl", dataset="synthedit-test")
-        assert counts == {"items": 4, "human_judgments": 0, "model_judgments": 0, "skipped": 0}
+        assert counts == {"items": 4, "human_judgments": 0, "model_judgments": 0, "skipped": 0,
+                          "dropped_human_judgments": 0}
         for line in lines:
             item = store.item(store.item_by_uid(line["id"]))
             assert item["truth_ranking"] == line["ranking"]
@@ -227,7 +230,8 @@ def test_importing_twice_changes_nothing(populated, tmp_path, fmt):
         load(fresh, path)
         before = snapshot(fresh), current(fresh)
         assert load(fresh, path) == {"items": 0, "human_judgments": 0, "model_judgments": 0,
-                                     "skipped": 3 + 8 + 2}
+                                     "skipped": 3 + 8 + 2,
+                                     "dropped_human_judgments": 0}
         assert (snapshot(fresh), current(fresh)) == before
     # Into the store it came from: everything is already there.
     before = snapshot(populated)
@@ -246,7 +250,8 @@ def test_import_adds_new_history_to_an_existing_item(populated, tmp_path):
         other.add_human_judgment(item, "dave", 1)
         export_pairs(other, tmp_path / "back")
     counts = import_pairs(populated, tmp_path / "back" / "pairs.jsonl")
-    assert counts == {"items": 0, "human_judgments": 2, "model_judgments": 0, "skipped": 13}
+    assert counts == {"items": 0, "human_judgments": 2, "model_judgments": 0, "skipped": 13,
+                      "dropped_human_judgments": 0}
     item = populated.item_by_uid("item-c")
     assert {(j.annotator, j.preferred) for j in populated.human_judgments(item)} == {
         ("carol", 0), ("dave", 1)}

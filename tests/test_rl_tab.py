@@ -23,7 +23,7 @@ FORM = dict(rewards="pixel", prompts=8, ops=[], eval_prompts=4, steps=2, per_ste
 @pytest.fixture(scope="module")
 def tab(tmp_path_factory):
     base = tmp_path_factory.mktemp("train")
-    editor = save_tiny_editor(base / "editor")
+    editor = save_tiny_editor(base / "data" / "editor")  # policies live under the data folder
     services = Services(StudioConfig(db=base / "data" / "studio.db", backend="pixel"))
     with gr.Blocks() as demo:
         build_train_tab(services)

@@ -25,6 +25,7 @@ from spatialreward.errors import (
     UnknownItemError,
 )
 from spatialreward.judgment import Judgment
+from storage.schema import SCHEMA_VERSION
 from storage.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,14 +63,16 @@ def counts(store: Store) -> dict[str, int]:
 def test_open_applies_migrations_once_and_sets_pragmas(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "studio.db"
     s = Store.open(path)
-    assert s.schema_version == 2
+    assert s.schema_version == SCHEMA_VERSION == 4
     assert s.db.journal_mode == "wal"
     assert s.db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert s.db.execute("PRAGMA busy_timeout").fetchone()[0] >= 1000
+    assert s.db.execute("PRAGMA recursive_triggers").fetchone()[0] == 1
     s.close()
     again = Store.open(path)  # reopening applies nothing twice
     rows = list(again.db["_sqlite_migrations"].rows)
-    assert [r["name"] for r in rows] == ["m001_initial", "m002_flags"]
+    assert [r["name"] for r in rows] == [
+        "m001_initial", "m002_flags", "m003_no_replace", "m004_interrupted_runs"]
     again.close()
 
 
@@ -81,7 +84,7 @@ def test_an_old_store_is_upgraded_by_the_pending_migration(tmp_path: Path) -> No
     migrations.apply(db, stop_before="m002_flags")  # a store from before flags existed
     db.close()
     s = Store.open(path)
-    assert s.schema_version == 2 and "flags" in s.db.table_names()
+    assert s.schema_version == SCHEMA_VERSION and "flags" in s.db.table_names()
     item = add_item(s)
     s.flag_item(item, "the model missed the second change", "ana")
     assert s.flagged_items() == [item]

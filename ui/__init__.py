@@ -47,10 +47,9 @@ def launch_options(services: Services) -> dict[str, Any]:
         "footer_links": ["api"],
     }
     if services.config.auth:
-        store = services.store
 
         def login(username: str, password: str) -> bool:
-            return store.check_password(username, password)
+            return services.login(username, password)
 
         options["auth"] = login
         options["auth_message"] = ("Log in with the name and password an admin registered "

@@ -39,7 +39,8 @@ from spatialreward.service import Services
 from storage import annotate as ann
 from storage.store import SCORE_DIMENSIONS
 
-from .errors import user_errors
+from .errors import redact_paths, user_errors
+from .text import plain
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +153,7 @@ def build_annotate_tab(services: Services) -> None:
         state = {"item_id": item_id, "order": shown["order"], "shown_at": time.monotonic(),
                  "prefill": prefill, "vote": None}
         pair = n == 2
-        return (state, f"**Item {item_id}** · {shown['instruction']}",
+        return (state, f"**Item {item_id}** · {plain(shown['instruction'])}",
                 _image(s, shown["source"]),
                 gr.update(value=[(_image(s, sha), label)
                                  for sha, label in zip(shown["candidates"], labels, strict=True)],
@@ -256,7 +257,8 @@ def build_annotate_tab(services: Services) -> None:
             judgments = s.judge_item(state["item_id"], services.backend(None))
         except Exception as err:  # shown as it is, never turned into a verdict
             log.exception("the model failed on item %s", state["item_id"])
-            return f"**The model could not judge this item:** {type(err).__name__}: {err}"
+            return ("**The model could not judge this item:** "
+                    f"{type(err).__name__}: {plain(redact_paths(str(err)))}")
         return verdict_text(ann.model_verdict(judgments, order),
                             ann.vote_label(s, state["vote"], order))
 
@@ -360,7 +362,7 @@ def verdict_text(verdict: dict[str, Any], mine: str) -> str:
     head = f"**Model verdict** ({verdict['backend']} {verdict['version']}): "
     pick = verdict["pick"]
     if pick is None:
-        errors = "; ".join(f"{k}: {v}" for k, v in verdict["errors"].items())
+        errors = "; ".join(f"{k}: {plain(v)}" for k, v in verdict["errors"].items())
         return head + f"no complete judgment ({errors or 'a candidate has no score'})."
     says = "a tie" if pick == "tie" else f"**{pick}** is better"
     top = mine.split(" > ")[0]  # a ranking's best group

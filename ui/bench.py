@@ -25,7 +25,7 @@ from spatialreward.service import Services
 from storage import benchruns
 from storage.agreement import agreement
 
-from .errors import user_errors
+from .errors import user_errors, username
 
 HEAD = ""
 
@@ -230,15 +230,14 @@ def build_bench_tab(services: Services) -> None:
 
     @user_errors
     def on_run(path_text: str, upload_file: str | None, spec: str, n: Any, keys: str,
+               request: gr.Request,
                progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
         def tick(done: int, total: int) -> None:
             progress((done, total), desc="judging", unit="items")
 
-        with benchruns.open_dataset(root, path=path_text, upload=upload_file,
-                                    suffixes=benchruns.BENCH_SUFFIXES) as dataset:
-            result = benchruns.run_recorded(
-                services, dataset, spec, limit=_limit(n),
-                by=(keys or "").replace(",", " ").split(), progress=tick)
+        result = services.bench(path=path_text, upload=upload_file, backend=spec,
+                                limit=_limit(n), by=(keys or "").replace(",", " ").split(),
+                                user=username(request), progress=tick)
         return (benchruns.summary(result), *picks(str(result["run_id"])))
 
     run.click(on_run, inputs=[path, upload, backend, limit, by],
@@ -274,14 +273,13 @@ def build_bench_tab(services: Services) -> None:
                 outputs=[agree_head, agree_per, agree_raw], api_name="agreement")
 
     @user_errors
-    def bench(dataset: str, backend: str = default_backend, limit: int = 0) -> dict[str, Any]:
+    def bench(request: gr.Request, dataset: str, backend: str = default_backend,
+              limit: int = 0) -> dict[str, Any]:
         """Bench a backend on a pair-format dataset under the data folder (a .jsonl, a
         folder holding pairs.jsonl, or a .zip of one); limit 0 = every item. Records the
         run in the store and returns its summary: accuracy, n, run_id, per category."""
-        with benchruns.open_dataset(root, path=dataset,
-                                    suffixes=benchruns.BENCH_SUFFIXES) as data:
-            result = benchruns.run_recorded(services, data, backend, limit=_limit(limit),
-                                            by=("flaw",))
+        result = services.bench(path=dataset, backend=backend, limit=_limit(limit),
+                                by=("flaw",), user=username(request))
         return benchruns.summary(result)
 
     gr.api(bench, api_name="bench", concurrency_limit=1, concurrency_id="model")

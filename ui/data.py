@@ -20,9 +20,8 @@ import gradio as gr
 import pandas as pd
 
 from spatialreward.service import Services
-from storage import benchruns
 
-from .errors import user_errors
+from .errors import user_errors, username
 
 HEAD = ""
 
@@ -40,13 +39,15 @@ def stats_table(stats: Mapping[str, Any]) -> pd.DataFrame:
 
 
 def import_message(counts: Mapping[str, Any]) -> str:
+    dropped = counts.get("dropped_human_judgments", 0)
+    why = (f" {dropped} human judgments in the file were not imported: they carry "
+           "annotators' names, and only an admin may import votes." if dropped else "")
     return (f"Imported `{counts['dataset']}`: {counts['items']} new items, "
             f"{counts['human_judgments']} human judgments, {counts['model_judgments']} model "
-            f"judgments; {counts['skipped']} records were already in the store.")
+            f"judgments; {counts['skipped']} records were already in the store.{why}")
 
 
 def build_data_tab(services: Services) -> None:
-    root = benchruns.data_root(services.config)
     store = services.store
 
     gr.Markdown("### Import\nUpload a `.parquet` (an export of this or another Studio) or a "
@@ -84,8 +85,10 @@ def build_data_tab(services: Services) -> None:
                 raw = gr.JSON(store.stats)
 
     @user_errors
-    def on_import(upload_file: str | None, path_text: str) -> tuple[Any, ...]:
-        counts = benchruns.import_dataset(store, root, path=path_text, upload=upload_file)
+    def on_import(upload_file: str | None, path_text: str, request: gr.Request
+                  ) -> tuple[Any, ...]:
+        counts = services.import_data(path=path_text, upload=upload_file,
+                                      user=username(request))
         stats = store.stats()
         return import_message(counts), stats, stats_table(stats)
 
@@ -93,8 +96,8 @@ def build_data_tab(services: Services) -> None:
                     api_name="import_data")
 
     @user_errors
-    def on_export(fmt_value: str) -> tuple[Any, ...]:
-        file, n = benchruns.export_store(store, fmt_value, benchruns.export_folder())
+    def on_export(fmt_value: str, request: gr.Request) -> tuple[Any, ...]:
+        file, n = services.export(fmt_value, user=username(request))
         return str(file), f"Exported {n} items to `{file.name}`."
 
     do_export.click(on_export, inputs=[fmt], outputs=[export_file, export_result],

@@ -28,6 +28,7 @@ from spatialreward.service import MAX_CANDIDATES, Inspection, Services
 
 from .charts import score_breakdown
 from .errors import user_errors
+from .text import plain
 
 HEAD = ""
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -136,7 +137,8 @@ def _layer_head(value: str | None) -> int | None:
 
 def build_inspect_tab(services: Services) -> None:
     backends = list(services.available_backends())
-    session = gr.State(None)
+    # Holds the images and maps of the last inspection: freed after idle (session_ttl_s).
+    session = gr.State(None, time_to_live=services.config.session_ttl_s)
     with gr.Row():
         # Uploads reach the callback unprocessed (preprocess=False below): gr.Image would
         # decode them with PIL first and hide a corrupt file behind a generic error.
@@ -228,7 +230,7 @@ def build_inspect_tab(services: Services) -> None:
             heatmap_overlay(r.source, r.evidence.heatmap),
             (r.source, r.edited),
             reasoning_highlights(j),
-            f"**Quality:** {j.pq_reasoning}" if j.pq_reasoning else "",
+            f"**Quality:** {plain(j.pq_reasoning)}" if j.pq_reasoning else "",
             diagnostics_markdown(j),
             score_breakdown(j),
             a_src, a_edt,

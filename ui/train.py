@@ -28,11 +28,12 @@ from spatialreward.overlay import draw_regions
 from spatialreward.rl.charts import curves_figure, history_from_metrics
 from spatialreward.rl.config import ORACLE, RLConfig, parse_reward_mix, recorded_scenes
 from spatialreward.rl.prompts import SCENES
-from spatialreward.rl.runs import REPO, Launcher
+from spatialreward.rl.runs import REPO
 from spatialreward.service import Services
 from spatialreward.synth.language import OPERATIONS
 
-from .errors import user_errors
+from .errors import redact_paths, user_errors, username
+from .text import plain
 
 HEAD = ""
 
@@ -92,14 +93,14 @@ def status_markdown(s: Mapping[str, Any]) -> str:
             return "-"
         return f"{100 * x:.1f}%" if pct else f"{x:.3f}"
 
-    text = (f"**Run #{s['run_id']}** `{s['name']}`: **{s['status']}**"
+    text = (f"**Run #{s['run_id']}** {plain(s['name'])}: **{s['status']}**"
             + (f" (pid {s['pid']})" if s["status"] in ("queued", "running") else "")
             + f" · step {s['steps_done']}/{s['steps']} · reward {num(s['reward_mean'])}"
             f" · ground-truth success {num(s['gt_success'], True)} · KL {num(s['kl'])}"
             f" · held out: {num(s['heldout_gt_success_first'], True)} at the start, "
             f"{num(s['heldout_gt_success_last'], True)} now")
-    if s["error"] and s["status"] == "failed":
-        text += f"\n\nError: `{s['error']}`"
+    if s["error"] and s["status"] in ("failed", "interrupted"):
+        text += f"\n\nError: {plain(redact_paths(s['error']))}"
     return text
 
 
@@ -190,7 +191,7 @@ def build_config(policy: str, rewards: str, prompts: Any, ops: Sequence[str] | N
 
 def build_train_tab(services: Services) -> None:
     store = services.store
-    launcher = Launcher(store, services.config.db)
+    launcher = services.launcher
     root = launcher.root
 
     def run_choices() -> list[tuple[str, str]]:
@@ -206,8 +207,9 @@ def build_train_tab(services: Services) -> None:
                              allow_custom_value=True, label="Policy (editor checkpoint)",
                              scale=2, elem_id="train-policy")
         rewards = gr.Textbox(value="mini", label="Reward mix (BACKEND=WEIGHT, ...)", scale=3,
-                             info="mini, mini:data/runs/mini-global (global-only ablation), "
-                                  "pixel, vlm:PATH, or gt (the ground-truth oracle)",
+                             info="the backends this Studio offers (mini, pixel, --backend, "
+                                  "STUDIO_BACKENDS: e.g. mini:data/runs/mini-global, the "
+                                  "global-only ablation), or gt (the ground-truth oracle)",
                              elem_id="train-rewards")
     with gr.Row():
         prompts = gr.Number(value=DEFAULTS.prompts, precision=0, label="Training prompts")
@@ -280,13 +282,15 @@ def build_train_tab(services: Services) -> None:
         return gr.update(choices=fresh, value=value) if value else gr.update(choices=fresh)
 
     @user_errors
-    def on_start(*values: Any) -> dict[str, Any]:
+    def on_start(request: gr.Request, *values: Any) -> dict[str, Any]:
         *form, n_proc, label = values
+        services.policy_folder(form[0] or DEFAULTS.policy)  # before anything reads it
         config = build_config(*form)
-        run_id = launcher.start(config, name=label or "", processes=int(n_proc or 1))
+        run_id = services.start_rl(config, name=label or "", processes=int(n_proc or 1),
+                                   user=username(request))
         return summary(run_id)[1]
 
-    policy.change(lambda p: gr.update(value=recorded_scenes((p or DEFAULTS.policy).strip())),
+    policy.change(lambda p: gr.update(value=services.policy_scenes(p or DEFAULTS.policy)),
                   inputs=[policy], outputs=[scenes], api_visibility="private")
     start_inputs = [policy, rewards, prompts, ops, eval_prompts, steps, per_step, group,
                     sampling, lr, noise, kl, clip, fraction, finetune, threads, scenes,
@@ -297,17 +301,17 @@ def build_train_tab(services: Services) -> None:
                           outputs=[run_pick], api_visibility="private")
 
     @user_errors
-    def on_stop(run_id: Any) -> dict[str, Any]:
+    def on_stop(run_id: Any, request: gr.Request) -> dict[str, Any]:
         rid = parse_id(run_id)
-        launcher.stop(rid)
+        services.stop_run(rid, user=username(request))
         return summary(rid)[1]
 
     stop.click(on_stop, inputs=[run_pick], outputs=[status_json], api_name="stop_rl")
 
     @user_errors
-    def on_resume(run_id: Any) -> dict[str, Any]:
+    def on_resume(run_id: Any, request: gr.Request) -> dict[str, Any]:
         rid = parse_id(run_id)
-        launcher.resume(rid)
+        services.resume_run(rid, user=username(request))
         return summary(rid)[1]
 
     resume.click(on_resume, inputs=[run_pick], outputs=[status_json], api_name="resume_rl")
@@ -326,7 +330,7 @@ def build_train_tab(services: Services) -> None:
         try:
             return views(parse_id(run_id))
         except StudioError as err:  # a timer tick must not raise toasts every 3 s
-            return (f"{err}", "", gr.skip(), gr.skip(), gr.skip())
+            return (plain(redact_paths(str(err))), "", gr.skip(), gr.skip(), gr.skip())
 
     def signature(run_id: Any) -> str:
         """What changes when a run makes progress (the timer redraws only then)."""

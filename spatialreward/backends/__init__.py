@@ -10,6 +10,7 @@ backend is actually built.
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable
 
 from ..errors import UnknownBackendError
@@ -54,6 +55,39 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     return name.strip().lower(), (argument if sep else None)
 
 
+def normalize_spec(spec: str) -> str:
+    """One spelling per backend: the name lower-cased, a path argument (and path-valued
+    ``key=value`` options) made absolute, the options sorted. Two specs that load the
+    same model normalise alike, so a cache keyed by this holds one copy of it.
+
+    >>> normalize_spec(" MINI ")
+    'mini'
+    >>> normalize_spec("vlm:/m/x/../sr8b,samples=2,device=cpu")
+    'vlm:/m/sr8b,device=cpu,samples=2'
+    """
+    name, argument = parse_spec(spec)
+    if argument is None:
+        return name
+    first, *options = [part.strip() for part in argument.split(",")]
+
+    def path(text: str) -> str:
+        return os.path.abspath(os.path.expanduser(text)) if text else text
+
+    head = path(first) if "=" not in first else first
+    opts = []
+    for opt in options:
+        key, sep, value = opt.partition("=")
+        if sep and value.startswith(("/", ".", "~")):
+            value = path(value)
+        opts.append(f"{key.strip().lower()}{sep}{value}")
+    return ",".join([f"{name}:{head}", *sorted(opts)])
+
+
+def needs_argument(name: str) -> bool:
+    """True for backends that cannot be built from their bare name (``vlm``)."""
+    return name == "vlm"
+
+
 def available() -> dict[str, str]:
     """Backend names and their one-line descriptions (imports no backend)."""
     names = {name: desc for name, (_, desc) in _BUILTIN.items()}
@@ -67,7 +101,7 @@ def create(spec: str) -> Backend:
     if name in _BUILTIN and name not in _BUILDERS:
         importlib.import_module(_BUILTIN[name][0])  # runs its @register
     if name not in _BUILDERS:
-        known = ", ".join(sorted(_BUILDERS)) or "(none)"
+        known = ", ".join(available())
         raise UnknownBackendError(
             f"unknown backend {spec!r}; known backends: {known} "
             "(run `python -m spatialreward backends` to see what each does)"
@@ -82,4 +116,5 @@ def load_reward_model(spec: str = "mini") -> Backend:
     return create(spec)
 
 
-__all__ = ["Backend", "available", "create", "load_reward_model", "parse_spec", "register"]
+__all__ = ["Backend", "available", "create", "load_reward_model", "needs_argument",
+           "normalize_spec", "parse_spec", "register"]

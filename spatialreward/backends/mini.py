@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from ..errors import ConfigError
@@ -65,10 +66,17 @@ class MiniBackend:
                 f"no SpatialReward-Mini checkpoint in {path} (need model.safetensors and "
                 "config.json); train one with `python -m spatialreward train-reward`"
             )
-        meta = json.loads(config.read_text())
-        self.tokenizer = Tokenizer(meta["vocab"])
-        self.model = MiniRewardModel(MiniConfig(**meta["model"]))
-        self.model.load_state_dict(load_file(str(weights)))
+        try:
+            meta = json.loads(config.read_text())
+            self.tokenizer = Tokenizer(meta["vocab"])
+            self.model = MiniRewardModel(MiniConfig(**meta["model"]))
+            self.model.load_state_dict(load_file(str(weights)))
+        except (ValueError, KeyError, TypeError, RuntimeError, OSError, SafetensorError) as err:
+            # not JSON / not safetensors / another architecture's weights
+            raise ConfigError(
+                f"{path.name} is not a usable SpatialReward-Mini checkpoint ({type(err).__name__}"
+                f": {str(err)[:200]}); point mini: at a folder written by `python -m "
+                "spatialreward train-reward`") from None
         self.model.eval()
         digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:12]
         kind = "regions" if meta["model"].get("use_regions", True) else "global"

@@ -193,12 +193,16 @@ def run(args: argparse.Namespace) -> int:
     services = Services(config)
     use_cache = getattr(args, "cache", True)
     dist = from_env()
+    bench: Any = None
     try:
         services.backend(backend)  # an unknown backend fails before any work is done
 
         def prepare() -> tuple[Any, Any]:
+            # An existing store is read through one connection; a missing one is created
+            # only once the dataset has been read without error.
+            live = services.store if use_cache and Path(config.db).is_file() else None
             bench = open_benchmark(Path(dataset), fmt, limit=getattr(args, "limit", None),
-                                   edits=getattr(args, "edits", None))
+                                   edits=getattr(args, "edits", None), live=live)
             return bench, services.store if use_cache else None
 
         # Rank 0 opens (and, the first time, creates) the store before the others do.
@@ -220,4 +224,6 @@ def run(args: argparse.Namespace) -> int:
             print(f"report written to {report}")
         return 0
     finally:
+        if bench is not None:
+            bench.close()
         shutdown()

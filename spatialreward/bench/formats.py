@@ -25,6 +25,7 @@ ends need.
 from __future__ import annotations
 
 import re
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import islice
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from storage.pairs import PairItem, Ranking, iter_pairs
+from storage.paths import check_not_database
 
 from ..errors import InputError
 from .tables import ImageRef, TableFile, find_tables
@@ -110,18 +112,52 @@ class Benchmark:
     items: list[BenchItem]
     store: Store | None = None
     notes: dict[str, Any] = field(default_factory=dict)
+    owns_store: bool = False
+    """True when reading the benchmark opened ``store`` (a store file that is not the
+    caller's live store): :meth:`close` closes it."""
 
     @property
     def by(self) -> tuple[str, ...]:
         return FORMATS[self.format].by
+
+    def close(self) -> None:
+        """Close what reading opened (a store database); the caller's live store stays open."""
+        if self.owns_store and self.store is not None:
+            self.store.close()
+            self.store = None
+
+    def __enter__(self) -> Benchmark:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 # -- detection -----------------------------------------------------------------------------
 
 
 def is_sqlite(path: Path) -> bool:
-    with path.open("rb") as fh:
-        return fh.read(16) == b"SQLite format 3\x00"
+    """True when ``path`` is an SQLite database.
+
+    Asked through SQLite itself (read-only), never with a plain ``open()``: if ``path`` is
+    the live store of this process, closing a plain descriptor of it would drop the
+    store's locks (see :mod:`storage.paths`); SQLite's own connections share them."""
+    try:
+        if path.stat().st_size < 100:  # shorter than SQLite's header: not a database
+            return False
+    except OSError:
+        return False
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return False
+    try:
+        conn.execute("PRAGMA schema_version").fetchone()
+        return True
+    except sqlite3.Error:  # "file is not a database", unreadable
+        return False
+    finally:
+        conn.close()
 
 
 def _mmrb2_json(path: Path) -> Path | None:
@@ -129,6 +165,7 @@ def _mmrb2_json(path: Path) -> Path | None:
     file = path / "edit.json" if path.is_dir() else path
     if file.suffix.lower() != ".json" or not file.is_file():
         return None
+    check_not_database(file)
     with file.open("rb") as fh:
         head = fh.read(4096).decode("utf-8", "replace")
     return file if re.search(r'"pairs"\s*:', head) and "response_a" in head else None
@@ -190,12 +227,17 @@ def load_items(path: str | Path, fmt: str | None = None, *, limit: int | None = 
                edits: str | Path | None = None) -> list[BenchItem]:
     """The items of the benchmark at ``path`` in the common form (what the app's Bench tab
     and scripts call); ``fmt`` None detects the format."""
-    return open_benchmark(path, fmt, limit=limit, edits=edits).items
+    with open_benchmark(path, fmt, limit=limit, edits=edits) as bench:
+        return bench.items
 
 
 def open_benchmark(path: str | Path, fmt: str | None = None, *, limit: int | None = None,
-                   edits: str | Path | None = None) -> Benchmark:
-    """Read the first ``limit`` items (all when None) of the benchmark at ``path``."""
+                   edits: str | Path | None = None, live: Store | None = None) -> Benchmark:
+    """Read the first ``limit`` items (all when None) of the benchmark at ``path``.
+
+    ``live``: the caller's open store; when ``path`` is that store's file, the human
+    bench reads it through ``live`` instead of opening the file a second time. Close the
+    result (or use it as a context manager) when done: a store it opened is closed."""
     path = Path(path)
     if fmt is None or fmt == "auto":
         fmt = detect_format(path)
@@ -207,7 +249,7 @@ def open_benchmark(path: str | Path, fmt: str | None = None, *, limit: int | Non
     from . import loaders  # the per-format readers (they import this module's types)
 
     if fmt == "store":
-        return loaders.load_store(path, limit)
+        return loaders.load_store(path, limit, live)
     if fmt == "pairs" and (jsonl := _pairs_jsonl(path)) is not None:
         items = [BenchItem.from_pair(p) for p in islice(iter_pairs(jsonl), limit)]
         return Benchmark(fmt, path, items)

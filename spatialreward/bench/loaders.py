@@ -9,19 +9,23 @@ malformed. ``docs/benchmarks.md`` describes each layout.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from storage.pairs import DIMENSIONS, Ranking
 from storage.paths import resolve_inside
 
 from .formats import BenchFormatError, BenchItem, Benchmark, is_sqlite
 from .tables import EmbeddedImage, ImageRef, StoredImage, TableFile
+
+if TYPE_CHECKING:
+    from storage.store import Store
 
 EDIT_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
@@ -329,16 +333,32 @@ def _load_pairs_table(rows: Iterator[_Row], bench: Benchmark, _: Path | None
     return items
 
 
-def load_store(path: Path, limit: int | None) -> Benchmark:
-    from storage.agreement import human_votes, majority
+def load_store(path: Path, limit: int | None, live: Store | None = None) -> Benchmark:
+    """The human bench of the store at ``path``: items with a single human pick. Reads
+    through ``live`` when ``path`` is its file; otherwise the Benchmark owns a new
+    connection, closed by ``Benchmark.close``."""
     from storage.store import Store
 
     if not path.is_file():
-        raise BenchFormatError(f"no store database at {path}; give the studio .db that "
+        raise BenchFormatError(f"no store database at {path.name}; give the studio .db that "
                                "holds the human votes (--dataset, --db or STUDIO_DB)")
     if not is_sqlite(path):
-        raise BenchFormatError(f"{path} is not a store database (a studio .db file)")
-    store = Store.open(path)
+        raise BenchFormatError(f"{path.name} is not a store database (a studio .db file)")
+    live_file = live.path if live is not None else None
+    owns = live_file is None or not os.path.samefile(live_file, path)
+    store = Store.open(path) if owns else live
+    assert store is not None
+    try:
+        return _store_bench(store, path, limit, owns)
+    except BaseException:
+        if owns:
+            store.close()
+        raise
+
+
+def _store_bench(store: Store, path: Path, limit: int | None, owns: bool) -> Benchmark:
+    from storage.agreement import human_votes, majority
+
     votes = human_votes(store)
     items: list[BenchItem] = []
     skipped = Counter[str]()
@@ -364,7 +384,7 @@ def load_store(path: Path, limit: int | None) -> Benchmark:
             metadata={"human_pick": best, "votes": dict(labels),
                       "judgments": sum(labels.values())},
             store_item=item_id))
-    bench = Benchmark("store", path, items, store=store)
+    bench = Benchmark("store", path, items, store=store, owns_store=owns)
     if skipped:
         bench.notes["skipped_items"] = dict(skipped)
     return bench

@@ -266,9 +266,10 @@ def run_bench(
     services.backend(backend)
     # The (limited) dataset is read and validated up front, so a malformed row stops the
     # run before the judging time is spent rather than half-way through it.
-    bench = open_benchmark(dataset, fmt, limit=limit, edits=edits)
-    return evaluate(bench, services, backend, by=by, progress=progress, store=store,
-                    dist=dist, on_item=on_item)
+    with open_benchmark(dataset, fmt, limit=limit, edits=edits,
+                        live=services.store if store is not None else None) as bench:
+        return evaluate(bench, services, backend, by=by, progress=progress, store=store,
+                        dist=dist, on_item=on_item)
 
 
 def evaluate(

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from storage.paths import resolve_inside
+from storage.paths import check_not_database, resolve_inside
 
 from ..errors import ImageError, InputError
 
@@ -153,11 +153,14 @@ def find_tables(path: Path) -> list[TableFile]:
     """The table files a path names: the file itself, or every Parquet file under a
     folder (else every Arrow file), sorted; HF's ``cache-*.arrow`` files are skipped."""
     if path.is_file():
+        check_not_database(path)
         return [TableFile(path, path.parent, None)]
     for suffix in TABLE_SUFFIXES:
         files = sorted(p for p in path.rglob(f"*{suffix}") if p.is_file() and not any(
             part.startswith(".") for part in p.relative_to(path).parts)
             and not p.name.startswith("cache-"))
+        for p in files:  # a link named *.parquet may point at the live store
+            check_not_database(p, p.relative_to(path).as_posix())
         if files:
             return [TableFile(p, path, split_name(p.relative_to(path))) for p in files]
     return []

@@ -26,6 +26,7 @@ import numpy as np
 from ..errors import ConfigError
 from .config import RLConfig
 from .monitor import Alert
+from .runs import LAUNCHED_ENV, record_process
 from .trainer import SampleGroup
 
 RUNS_DIR = "runs"
@@ -124,12 +125,12 @@ def run_rl(config: RLConfig, *, db: Path | None, run_id: int | None = None,
         if run_id is None:
             run_id = store.create_run("rl", f"rl {', '.join(t.backend for t in config.rewards)}",
                                       config.to_dict())
-        row = store.run(run_id)
         if out is None:
             out = run_dir(Path(db).resolve().parent, run_id)
         rel = _relative(out, Path(db).resolve().parent)
-        store.update_run(run_id, status="running", out_dir=rel,
-                         pid=None if row["pid"] else os.getpid())
+        store.update_run(run_id, status="running", out_dir=rel)
+        if os.environ.get(LAUNCHED_ENV) != str(run_id):
+            record_process(store, run_id)  # started from a shell: this process is the run's
     out = gather_objects(world, out)[0]  # every process writes under the main one's folder
     if out is None:
         raise ConfigError("set `out` in the config (or record the run in a store) so the "

@@ -14,6 +14,14 @@ the run. Nothing here imports torch.
   ``failed`` run with a checkpoint).
 - :meth:`Launcher.status`: the run's row, corrected when its process died without
   recording an outcome (killed, out of memory): it is then marked ``failed``.
+- :meth:`Launcher.recover`: at start-up, runs left ``queued`` / ``running`` by a server
+  that is gone are marked ``interrupted``, with the command that resumes them.
+
+A signal goes only to a process that is this run's: an RL run (bench runs have no process
+of their own: they run inside the server) whose recorded process is still the one running
+under that pid (the run stores the pid with the process's start time), never the server
+itself. A stale run whose pid was reused by another program is left alone and marked as
+exited.
 """
 
 from __future__ import annotations
@@ -38,6 +46,32 @@ ACTIVE = ("queued", "running")
 
 def run_folder(root: Path, run_id: int) -> Path:
     return root / "runs" / f"rl-{run_id}"
+
+
+PROCESS_KINDS = ("rl",)
+"""Run kinds that have a process of their own (a bench run runs inside the server)."""
+
+
+LAUNCHED_ENV = "SPATIALREWARD_LAUNCHED_RUN"
+"""Set by :class:`Launcher` for its children: the run's recorded process is then the one
+the launcher started (e.g. torchrun), which the trainer must not overwrite with its own."""
+
+
+def process_start(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot, /proc/PID/stat field 22), or
+    None where that cannot be read (the process is gone, not Linux). A pid reused by a later
+    process comes with another start time."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat.rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def record_process(store: Any, run_id: int, pid: int | None = None) -> None:
+    """Record ``pid`` (default: this process) as the run's process, with its start time."""
+    pid = os.getpid() if pid is None else pid
+    store.update_run(run_id, pid=pid, pid_start=process_start(pid))
 
 
 def _pid_alive(pid: int) -> bool:
@@ -79,12 +113,12 @@ class Launcher:
 
     def _spawn(self, run_id: int, out: Path, processes: int, resume: bool) -> int:
         cmd = self.command(out / "config.json", run_id, processes, resume)
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", LAUNCHED_ENV: str(run_id)}
         with open(out / LOG, "ab") as log:
             proc = subprocess.Popen(cmd, cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, env=env, start_new_session=True)
         self._children[proc.pid] = proc
-        self.store.update_run(run_id, pid=proc.pid)
+        record_process(self.store, run_id, proc.pid)
         return proc.pid
 
     def start(self, config: RLConfig, *, name: str = "", processes: int = 1) -> int:
@@ -110,20 +144,37 @@ class Launcher:
         self._spawn(run_id, out, processes, resume=False)
         return run_id
 
+    def owns(self, run: dict[str, Any], pid: int) -> bool:
+        """True when ``pid`` is ``run``'s own running process: started by this launcher,
+        or the process recorded with the run (same pid *and* start time: a later process
+        that reuses the pid is not it); never this server."""
+        if pid <= 1 or pid == os.getpid() or run["kind"] not in PROCESS_KINDS:
+            return False
+        proc = self._children.get(pid)
+        if proc is not None:
+            return proc.poll() is None
+        started = process_start(pid)
+        return started is not None and started == run.get("pid_start") and _pid_alive(pid)
+
     def stop(self, run_id: int) -> dict[str, Any]:
         """Ask the run to stop (it checkpoints, then marks itself cancelled)."""
         row = self.status(run_id)
+        if row["kind"] not in PROCESS_KINDS:
+            raise InputError(f"run {run_id} is a {row['kind']} run: it runs inside the app and "
+                             "cannot be stopped from here")
         if row["status"] not in ACTIVE:
             raise InputError(f"run {run_id} is {row['status']}, not running; nothing to stop")
-        pid = row["pid"]
-        if pid:
-            try:
-                os.killpg(int(pid), signal.SIGTERM)
-            except (ProcessLookupError, PermissionError):
-                try:
-                    os.kill(int(pid), signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
+        pid = int(row["pid"] or 0)
+        if not (pid and self.owns(row, pid)):
+            raise InputError(f"run {run_id}'s process cannot be found; nothing was signalled")
+        try:
+            # Started with start_new_session: the run's process group is its own pid.
+            if os.getpgid(pid) == pid != os.getpgrp():
+                os.killpg(pid, signal.SIGTERM)
+            else:
+                os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass  # it exited just now; its status says how
         return self.store.run(run_id)
 
     def resume(self, run_id: int) -> int:
@@ -149,15 +200,49 @@ class Launcher:
         path = Path(row["out_dir"])
         return path if path.is_absolute() else self.root / path
 
-    def alive(self, pid: int) -> bool:
-        proc = self._children.get(pid)
-        if proc is not None:
-            return proc.poll() is None
-        return _pid_alive(pid)
+    def alive(self, run: dict[str, Any]) -> bool:
+        """True while ``run``'s own process is running (a reused pid does not count)."""
+        return self.owns(run, int(run["pid"] or 0))
+
+    def resume_command(self, row: dict[str, Any]) -> str:
+        """The shell command that resumes ``row``'s run (paths relative to the repo)."""
+        def rel(p: Path) -> str:
+            return os.path.relpath(p, self.cwd) if p.is_relative_to(self.cwd) else str(p)
+
+        out = self.folder(row) if row.get("out_dir") else run_folder(self.root, row["id"])
+        processes = int(row["config"].get("processes", 1))
+        cmd = self.command(Path(rel(out / "config.json")), row["id"], processes, resume=True)
+        cmd[0] = "python"
+        return " ".join(rel(self.db) if c == str(self.db) else c for c in cmd)
+
+    def recover(self) -> list[int]:
+        """Mark runs that a gone process left ``queued`` / ``running`` as ``interrupted``
+        (RL runs whose process is not running; bench runs of a server that is not this
+        one, or that this server started before a restart); returns their ids."""
+        marked = []
+        for row in self.store.runs():
+            if row["status"] not in ACTIVE:
+                continue
+            row = self.store.run(row["id"])  # with its config decoded
+            if row["kind"] in PROCESS_KINDS:
+                gone = not self.alive(row)
+                how = ("the training process is gone; resume it with Resume in the Train tab "
+                       f"or `{self.resume_command(row)}`")
+            else:  # in-server runs: their server is gone (or it is this one, restarted)
+                pid = int(row["pid"] or 0)
+                gone = pid == os.getpid() or process_start(pid) != row.get("pid_start") \
+                    or not _pid_alive(pid)
+                how = "the server stopped while it ran; run the bench again"
+            if gone:
+                self.store.update_run(row["id"], status="interrupted",
+                                      error=f"interrupted: {how}")
+                marked.append(int(row["id"]))
+        return marked
 
     def status(self, run_id: int) -> dict[str, Any]:
         row = self.store.run(run_id)
-        if row["status"] in ACTIVE and row["pid"] and not self.alive(int(row["pid"])):
+        if row["kind"] in PROCESS_KINDS and row["status"] in ACTIVE and row["pid"] \
+                and not self.alive(row):
             row = self.store.run(run_id)  # it may have recorded its outcome just now
             if row["status"] in ACTIVE:
                 self.store.update_run(run_id, status="failed",
