@@ -7,7 +7,9 @@
 - backend spellings: RSS growth after asking for 200 spellings of the offered Mini's path
   (used to be one loaded model per spelling: +270 MB);
 - zip bomb: bytes written under data/uploads/ by a ~4 MB zip that unpacks to 4 GB (used to
-  write 3.99 GB before failing).
+  write 3.99 GB before failing);
+- Inspect sessions: the server's RSS after 6 browser sessions each inspected 3 candidates
+  of a photo, and again once their state expired (session_ttl_s; it used to stay forever).
 """
 
 from __future__ import annotations
@@ -92,6 +94,42 @@ def zip_bomb(services: Services, folder: Path) -> tuple[int, int]:
     return bomb.stat().st_size, peak
 
 
+def vm_rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def inspect_sessions(folder: Path, n: int = 6, ttl: int = 5) -> tuple[float, float, float, int]:
+    import gc
+
+    from gradio_client import Client, handle_file
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from conftest import launch_studio
+
+    demo, studio = launch_studio(folder / "inspect", backend="pixel", session_ttl_s=ttl)
+    ex = ROOT / "examples"
+    files = [ex / f"photo-astronaut-{k}.jpg" for k in ("source", "c0", "c1", "c2")]
+    gc.collect()
+    base = vm_rss_mb()
+    for _ in range(n):  # a Client per browser session
+        Client(studio.url, verbose=False).predict(
+            handle_file(str(files[0])), handle_file(str(files[1])),
+            [handle_file(str(f)) for f in files[2:]], "make the astronaut's suit red",
+            "pixel", api_name="/inspect")
+    gc.collect()
+    held = vm_rss_mb()
+    holder = demo.server_app.state_holder  # gradio's per-session state
+    time.sleep(ttl + 3)
+    gc.collect()
+    freed = vm_rss_mb()
+    left = sum(len(holder.session_data[s].state_data) for s in list(holder.session_data))
+    demo.close()
+    return base, held, freed, left
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -114,6 +152,10 @@ def main() -> None:
         size, peak = zip_bomb(services, folder)
         print(f"zip bomb of {size / 1e6:.1f} MB (4 GiB inside): at most {peak / 1e6:.1f} MB "
               "written under data/uploads/")
+        base, held, freed, left = inspect_sessions(folder)
+        print(f"6 Inspect sessions (3 candidates each): RSS {base:.0f} MB -> {held:.0f} MB "
+              f"(+{(held - base) / 6:.0f} MB per session); {freed:.0f} MB once expired, "
+              f"{left} state values left")
 
 
 if __name__ == "__main__":
