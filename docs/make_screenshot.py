@@ -18,8 +18,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from spatialreward.bench.runs import run_recorded  # noqa: E402
 from spatialreward.synth.generate import SynthConfig, generate  # noqa: E402
-from storage.benchruns import open_dataset, run_recorded  # noqa: E402
+from storage.datasets import open_dataset  # noqa: E402
 from storage.exchange import import_pairs  # noqa: E402
 from tests.browser import browser_page  # noqa: E402
 from tests.conftest import launch_studio  # noqa: E402

@@ -20,9 +20,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
+from storage import datasets
+
 from . import access, backends
 from .access import LOCAL_ROLE, LoginThrottle
 from .backends.base import Backend
+from .bench import runs as bench_runs
 from .config import StudioConfig
 from .errors import InputError, PermissionDeniedError, UnknownBackendError
 from .images import (
@@ -329,9 +332,7 @@ class Services:
     def data_root(self) -> Path:
         """The data folder: where the store lives, and the only folder the app reads
         datasets from."""
-        from storage.benchruns import data_root
-
-        return data_root(self.config)
+        return datasets.data_root(self.config)
 
     def bench(self, *, path: str | None = None, upload: str | None = None,
               backend: str | None = None, limit: int | None = None, by: Sequence[str] = (),
@@ -339,36 +340,53 @@ class Services:
               ) -> dict[str, Any]:
         """Bench ``backend`` on a dataset under the data folder (or an upload) and record
         the run; the store's own file means its human votes, read through the open store."""
-        from storage import benchruns
-
         self.require(user, "bench")
         self.backend(backend)  # refuse an unoffered backend before touching any file
-        with benchruns.open_dataset(self.data_root, path=path, upload=upload,
-                                    suffixes=benchruns.BENCH_SUFFIXES,
-                                    max_bytes=self.config.max_zip_bytes,
-                                    store_file=Path(self.config.db)) as dataset:
-            return benchruns.run_recorded(self, dataset, backend or self.config.backend,
-                                          limit=limit, by=by, progress=progress)
+        with datasets.open_dataset(self.data_root, path=path, upload=upload,
+                                   suffixes=datasets.BENCH_SUFFIXES,
+                                   max_bytes=self.config.max_zip_bytes,
+                                   store_file=Path(self.config.db)) as dataset:
+            result = bench_runs.run_recorded(self, dataset, backend or self.config.backend,
+                                             limit=limit, by=by, progress=progress)
+        return {**result, "summary": bench_runs.summary(result)}
+
+    def bench_result(self, run_id: Any) -> dict[str, Any]:
+        """A finished bench run's results, with its accuracy rows and score samples
+        (``{"result", "rows", "scores"}``), for a results view."""
+        result = bench_runs.load_result(self.store, self.data_root, run_id)
+        return {"result": result, "rows": bench_runs.accuracy_rows(result),
+                "scores": bench_runs.score_samples(result)}
+
+    def bench_runs(self) -> list[tuple[str, str]]:
+        """The stored bench runs, newest first, as (label, id) choices."""
+        return [(bench_runs.run_label(r), str(r["id"]))
+                for r in bench_runs.bench_runs(self.store)]
+
+    def compare_bench(self, a: Any, b: Any) -> dict[str, Any]:
+        """Two bench runs' accuracies side by side (see ``bench.runs.compare_runs``)."""
+        return bench_runs.compare_runs(self.store, self.data_root, a, b)
+
+    def agreement(self, backend: str | None = None) -> dict[str, Any]:
+        """Model vs human majority, the human ceiling, inter-annotator agreement."""
+        from storage.agreement import agreement
+
+        return agreement(self.store, backend=backend or None)
 
     def import_data(self, *, path: str | None = None, upload: str | None = None,
                     user: str | None = None) -> dict[str, Any]:
         """Import a dataset into the store, all or nothing. Human judgments in the file are
         kept only for an admin (they carry other people's names); for anyone else they are
         dropped and counted, and no annotator is created."""
-        from storage import benchruns
-
         role = self.require(user, "import")
-        return benchruns.import_dataset(
+        return datasets.import_dataset(
             self.store, self.data_root, path=path, upload=upload,
             human_judgments=access.allowed(role, "import_votes"),
             max_bytes=self.config.max_zip_bytes)
 
     def export(self, fmt: str, user: str | None = None) -> tuple[Path, int]:
         """Export the whole store for download: (file, items)."""
-        from storage import benchruns
-
         self.require(user, "export")
-        return benchruns.export_store(self.store, fmt, benchruns.export_folder(self.data_root))
+        return datasets.export_store(self.store, fmt, datasets.export_folder(self.data_root))
 
     @property
     def launcher(self) -> Launcher:

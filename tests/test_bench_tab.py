@@ -1,4 +1,5 @@
-"""The Bench tab: storage.benchruns on a tiny SynthEdit set, then the app's API endpoints."""
+"""The Bench tab: bench.runs and storage.datasets on a tiny SynthEdit set, then the app's
+API endpoints."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 from gradio_client import Client, handle_file
 
+from spatialreward.bench import runs as benchruns
 from spatialreward.bench.runner import run_bench
 from spatialreward.config import StudioConfig
 from spatialreward.errors import (
@@ -23,7 +25,7 @@ from spatialreward.errors import (
 )
 from spatialreward.service import Services
 from spatialreward.synth.generate import SynthConfig, generate
-from storage import benchruns
+from storage import datasets
 
 N = 6
 
@@ -50,15 +52,15 @@ def bench_env(tmp_path_factory):
     data = base / "data"
     make_synth(data / "synth")
     services = Services(StudioConfig(db=data / "studio.db", backend="pixel"))
-    return services, benchruns.data_root(services.config)
+    return services, datasets.data_root(services.config)
 
 
 def _run(services: Services, root: Path, path: str = "synth", **kw) -> dict:
-    with benchruns.open_dataset(root, path=path) as dataset:
+    with datasets.open_dataset(root, path=path) as dataset:
         return benchruns.run_recorded(services, dataset, "pixel", **kw)
 
 
-# --- storage.benchruns ------------------------------------------------------------------
+# --- bench.runs --------------------------------------------------------------------------
 
 
 def test_run_is_recorded_with_status_metrics_and_result(bench_env):
@@ -130,7 +132,7 @@ def test_images_outside_the_data_folder_are_refused(bench_env, tmp_path):
 def test_mistakes_fail_before_a_run_is_recorded(bench_env):
     services, root = bench_env
     before = len(services.store.runs())
-    with benchruns.open_dataset(root, path="synth") as dataset:
+    with datasets.open_dataset(root, path="synth") as dataset:
         with pytest.raises(UnknownBackendError):
             benchruns.run_recorded(services, dataset, "no-such-model")
         with pytest.raises(InputError, match="limit"):
@@ -179,7 +181,7 @@ def test_compare_two_runs(bench_env):
 def test_a_zip_upload_is_unpacked_under_the_data_folder_and_removed(bench_env, tmp_path):
     services, root = bench_env
     archive = zip_folder(root / "synth", tmp_path / "my set.zip")
-    with benchruns.open_dataset(root, upload=archive) as dataset:
+    with datasets.open_dataset(root, upload=archive) as dataset:
         assert dataset.label == "upload my set.zip"
         assert dataset.path.is_relative_to(root / "uploads")
         result = benchruns.run_recorded(services, dataset, "pixel", limit=2)
@@ -212,11 +214,11 @@ def test_unsafe_or_broken_zips_are_refused(bench_env, tmp_path):
     cases.append((tmp_path / "junk.zip", InputError, "not a readable zip"))
     for archive, error, message in cases:
         with pytest.raises(error, match=message):
-            with benchruns.open_dataset(root, upload=archive):
+            with datasets.open_dataset(root, upload=archive):
                 pass
     bomb = _zip(tmp_path / "bomb.zip", {"pairs.jsonl": b"0" * 100_000})
     with pytest.raises(InputError, match="more than"):
-        with benchruns.open_dataset(root, upload=bomb, max_bytes=1000):
+        with datasets.open_dataset(root, upload=bomb, max_bytes=1000):
             pass
     assert not (root.parent / "evil.txt").exists() and not any((root / "uploads").iterdir())
 
@@ -227,7 +229,7 @@ def test_unsafe_or_broken_zips_are_refused(bench_env, tmp_path):
 @pytest.fixture(scope="module")
 def app(studio):
     """(client, data folder) of the launched app, with data/synth in its data folder."""
-    root = benchruns.data_root(studio.services.config)
+    root = datasets.data_root(studio.services.config)
     make_synth(root / "synth")
     return Client(studio.url, verbose=False), root
 
@@ -319,8 +321,8 @@ def test_the_tab_benches_every_public_format(bench_env):
     write_editscore(root / "public")
     write_tiger(root / "public")
     for folder, fmt in (("public/editscore", "editscore"), ("public/tiger", "tiger")):
-        with benchruns.open_dataset(root, path=folder,
-                                    suffixes=benchruns.BENCH_SUFFIXES) as dataset:
+        with datasets.open_dataset(root, path=folder,
+                                    suffixes=datasets.BENCH_SUFFIXES) as dataset:
             result = benchruns.run_recorded(services, dataset, "pixel")
         run = services.store.run(result["run_id"])
         assert run["status"] == "done" and run["config"]["format"] == fmt

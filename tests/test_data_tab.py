@@ -15,7 +15,7 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 from spatialreward.synth.generate import SynthConfig, generate
-from storage import benchruns
+from storage import datasets
 from storage.exchange import import_parquet
 from storage.pairs import read_pairs
 from storage.store import Store
@@ -126,7 +126,7 @@ def test_malformed_uploads_are_errors_and_change_nothing(app, tmp_path):
 
 def test_server_paths_must_be_under_the_data_folder(app, studio):
     client, store, _ = app
-    root = benchruns.data_root(studio.services.config)
+    root = datasets.data_root(studio.services.config)
     with pytest.raises(Exception, match="outside the data folder"):
         client.predict(None, "../", api_name="/import_data")
     with pytest.raises(Exception, match="nothing to import"):

@@ -34,7 +34,7 @@ from spatialreward.errors import (
     UnsafePathError,
 )
 from spatialreward.service import Services
-from storage import benchruns
+from storage import datasets
 from storage.pairs import PairFormatError
 from storage.paths import is_live_database, resolve_inside
 from storage.store import Store
@@ -426,24 +426,24 @@ def test_a_zip_is_checked_before_its_images_are_unpacked(services, tmp_path):
     for why, files in cases.items():
         archive = zip_of(tmp_path / f"{why}.zip", files)
         written: list[int] = []
-        real = benchruns._unpack
+        real = datasets._unpack
 
         def spy(zf, name, info, target, budget, _real=real, _w=written):
             _w.append(info.file_size)
             return _real(zf, name, info, target, budget)
 
-        benchruns._unpack = spy
+        datasets._unpack = spy
         try:
             with pytest.raises(Exception, match="not valid JSON|does not hold"):
                 services.import_data(upload=str(archive))
         finally:
-            benchruns._unpack = real
+            datasets._unpack = real
         assert written == [len(files["pairs.jsonl"])], why  # only pairs.jsonl was written
     assert not any(p.is_file() for p in uploads.rglob("*"))  # and nothing is left
     # a good zip unpacks what pairs.jsonl names, not the 5 MB of junk beside it
     good = zip_of(tmp_path / "good.zip",
                   {"pairs.jsonl": json.dumps(line).encode(), **images, **junk})
-    with benchruns.open_dataset(services.data_root, upload=str(good)) as dataset:
+    with datasets.open_dataset(services.data_root, upload=str(good)) as dataset:
         names = sorted(p.name for p in dataset.path.parent.rglob("*") if p.is_file())
     assert names == ["c0.png", "c1.png", "pairs.jsonl", "s.png"]
     bomb = zip_of(tmp_path / "bomb.zip", {"data/x.parquet": b"\0" * 2_000_000})
@@ -528,9 +528,9 @@ def test_launch_warns_when_shared_without_a_login(tmp_path, capsys, monkeypatch)
 
 
 def test_exports_go_to_a_private_folder_per_store(tmp_path):
-    a = benchruns.export_folder(tmp_path / "a")
-    b = benchruns.export_folder(tmp_path / "b")
-    assert a != b and a == benchruns.export_folder(tmp_path / "a")
+    a = datasets.export_folder(tmp_path / "a")
+    b = datasets.export_folder(tmp_path / "b")
+    assert a != b and a == datasets.export_folder(tmp_path / "a")
     assert (a.stat().st_mode & 0o777) == 0o700
 
 

@@ -1,10 +1,10 @@
 """The Bench tab: run a backend over a pair-format dataset, read and compare stored runs,
 and see how the model and the annotators agree.
 
-Every callback calls :mod:`storage.benchruns` (or :func:`storage.agreement.agreement`) and
-turns the returned dicts into tables and plotly figures; the run itself shares the
-``model`` concurrency group with Inspect's judge, so one model call runs at a time while
-every other event keeps answering.
+Every callback calls a :class:`Services` method (bench, bench_result, bench_runs,
+compare_bench, agreement) and turns the returned dicts into tables and plotly figures;
+the run itself shares the ``model`` concurrency group with Inspect's judge, so one model
+call runs at a time while every other event keeps answering.
 
 API: ``/bench`` (dataset path under the data folder, backend, limit) -> summary dict;
 ``/run_bench`` (path, upload, backend, limit, by) is the tab's Run button;
@@ -22,8 +22,6 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from spatialreward.service import Services
-from storage import benchruns
-from storage.agreement import agreement
 
 from .errors import user_errors, username
 
@@ -118,9 +116,10 @@ def _by_key(result: Mapping[str, Any]) -> str | None:
     return "flaw" if "flaw" in keys else (keys[0] if keys else None)
 
 
-def result_views(result: Mapping[str, Any]) -> tuple[Any, ...]:
-    """(headline, accuracy table, category chart, by-key chart, score chart)."""
-    rows = benchruns.accuracy_rows(result)
+def result_views(view: Mapping[str, Any]) -> tuple[Any, ...]:
+    """(headline, accuracy table, category chart, by-key chart, score chart) of a
+    :meth:`Services.bench_result`."""
+    result, rows = view["result"], view["rows"]
     key = _by_key(result)
     by_rows = [r for r in rows if r["group"] == key]
     return (
@@ -129,7 +128,7 @@ def result_views(result: Mapping[str, Any]) -> tuple[Any, ...]:
         accuracy_chart([r for r in rows if r["group"] == "category"], "Accuracy per category"),
         accuracy_chart(by_rows, f"Accuracy per {key}" if key else
                        "Accuracy per metadata key (set 'Break down by')"),
-        score_chart(benchruns.score_samples(result)),
+        score_chart(view["scores"]),
     )
 
 
@@ -163,14 +162,9 @@ def _limit(value: Any) -> int | None:
 
 
 def build_bench_tab(services: Services) -> None:
-    root = benchruns.data_root(services.config)
-    store = services.store
     backends = list(services.available_backends())
     default_backend = services.config.backend
-
-    def run_choices() -> list[tuple[str, str]]:
-        return [(benchruns.run_label(r), str(r["id"])) for r in benchruns.bench_runs(store)]
-
+    run_choices = services.bench_runs
     choices = run_choices()
 
     gr.Markdown("Run a backend over a pair-format dataset (a path under the data folder, "
@@ -238,7 +232,7 @@ def build_bench_tab(services: Services) -> None:
         result = services.bench(path=path_text, upload=upload_file, backend=spec,
                                 limit=_limit(n), by=(keys or "").replace(",", " ").split(),
                                 user=username(request), progress=tick)
-        return (benchruns.summary(result), *picks(str(result["run_id"])))
+        return (result["summary"], *picks(str(result["run_id"])))
 
     run.click(on_run, inputs=[path, upload, backend, limit, by],
               outputs=[summary, run_pick, run_a, run_b], api_name="run_bench",
@@ -248,7 +242,7 @@ def build_bench_tab(services: Services) -> None:
     def on_show(run_id: str | None) -> tuple[Any, ...]:
         if not run_id:
             return (gr.skip(),) * 5
-        return result_views(benchruns.load_result(store, root, run_id))
+        return result_views(services.bench_result(run_id))
 
     run_pick.change(on_show, inputs=[run_pick],
                     outputs=[head, table, cat_plot, by_plot, score_plot], api_name="show_run")
@@ -258,7 +252,7 @@ def build_bench_tab(services: Services) -> None:
     def on_compare(a: str | None, b: str | None) -> tuple[Any, ...]:
         if not a or not b:
             raise gr.Error("pick two stored runs (Run A and Run B) first")
-        comparison = benchruns.compare_runs(store, root, a, b)
+        comparison = services.compare_bench(a, b)
         return _table(comparison["rows"], COMPARE_COLUMNS), compare_chart(comparison)
 
     compare.click(on_compare, inputs=[run_a, run_b], outputs=[compare_table, compare_plot],
@@ -266,7 +260,7 @@ def build_bench_tab(services: Services) -> None:
 
     @user_errors
     def on_agreement(spec: str | None) -> tuple[Any, ...]:
-        report = agreement(store, backend=spec or None)
+        report = services.agreement(spec)
         return (*agreement_views(report), report)
 
     agree.click(on_agreement, inputs=[agree_backend],
@@ -280,6 +274,6 @@ def build_bench_tab(services: Services) -> None:
         run in the store and returns its summary: accuracy, n, run_id, per category."""
         result = services.bench(path=dataset, backend=backend, limit=_limit(limit),
                                 by=("flaw",), user=username(request))
-        return benchruns.summary(result)
+        return dict(result["summary"])
 
     gr.api(bench, api_name="bench", concurrency_limit=1, concurrency_id="model")
