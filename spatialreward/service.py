@@ -372,6 +372,14 @@ class Services:
 
         return agreement(self.store, backend=backend or None)
 
+    def stats(self) -> dict[str, Any]:
+        """The store's row counts, schema version and journal mode."""
+        return self.store.stats()
+
+    def integrity(self) -> list[str]:
+        """Problems the store's integrity check finds (empty: healthy)."""
+        return self.store.integrity()
+
     def import_data(self, *, path: str | None = None, upload: str | None = None,
                     user: str | None = None) -> dict[str, Any]:
         """Import a dataset into the store, all or nothing. Human judgments in the file are

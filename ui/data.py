@@ -30,7 +30,7 @@ EXPORT_FORMATS = [("Parquet (Hugging Face datasets)", "parquet"),
 
 
 def stats_table(stats: Mapping[str, Any]) -> pd.DataFrame:
-    """``store.stats()`` as rows of (what, value)."""
+    """``Services.stats()`` as rows of (what, value)."""
     rows: list[tuple[str, Any]] = [(f"{table} rows", n) for table, n in stats["tables"].items()]
     rows += [("current human judgments", stats["current_human_judgments"]),
              ("schema version", stats["schema_version"]),
@@ -48,7 +48,6 @@ def import_message(counts: Mapping[str, Any]) -> str:
 
 
 def build_data_tab(services: Services) -> None:
-    store = services.store
 
     gr.Markdown("### Import\nUpload a `.parquet` (an export of this or another Studio) or a "
                 "`.zip` holding `pairs.jsonl` and its images (SynthEdit output, a JSONL "
@@ -77,19 +76,19 @@ def build_data_tab(services: Services) -> None:
         check = gr.Button("Integrity check", scale=1)
     with gr.Row():
         # Callables: read again on every page load, not frozen at build time.
-        table = gr.Dataframe(lambda: stats_table(store.stats()), interactive=False,
+        table = gr.Dataframe(lambda: stats_table(services.stats()), interactive=False,
                              label="Statistics", scale=2, elem_id="data-stats")
         with gr.Column(scale=1):
             integrity = gr.Markdown(elem_id="data-integrity")
             with gr.Accordion("Statistics JSON", open=False):
-                raw = gr.JSON(store.stats)
+                raw = gr.JSON(services.stats)
 
     @user_errors
     def on_import(upload_file: str | None, path_text: str, request: gr.Request
                   ) -> tuple[Any, ...]:
         counts = services.import_data(path=path_text, upload=upload_file,
                                       user=username(request))
-        stats = store.stats()
+        stats = services.stats()
         return import_message(counts), stats, stats_table(stats)
 
     do_import.click(on_import, inputs=[upload, path], outputs=[import_result, raw, table],
@@ -104,13 +103,13 @@ def build_data_tab(services: Services) -> None:
                     api_name="export")
 
     def on_stats() -> tuple[Any, ...]:
-        stats = store.stats()
+        stats = services.stats()
         return stats, stats_table(stats)
 
     refresh.click(on_stats, outputs=[raw, table], api_name="stats")
 
     def on_integrity() -> str:
-        problems = store.integrity()
+        problems = services.integrity()
         if not problems:
             return "**Integrity: ok** (SQLite integrity and foreign keys, every image's hash)"
         listed = "\n".join(f"- {p}" for p in problems[:50])
