@@ -74,3 +74,19 @@ class DataImportError(StoreError):
 
 class PermissionDeniedError(StudioError):
     """The logged-in user's role may not do this (see docs/security.md)."""
+
+
+class ProtocolParseError(StudioError, ValueError):
+    """A generative judge's raw text holds no usable answer; the message says why."""
+
+
+class JudgmentFormatError(StudioError):
+    """A judgment dict/JSON does not follow the schema."""
+
+
+class PairFormatError(StudioError):
+    """A pair-format file or item is malformed; the message names the line."""
+
+
+class BenchFormatError(InputError):
+    """A dataset matches no benchmark format, or a row breaks its format's rules."""

@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .errors import StudioError
+from .errors import JudgmentFormatError
 from .reasoning import ReasoningSegment, split_reasoning
 from .scoring import DEFAULT_AGGREGATION, SCORE_RANGE, dimension, get_aggregator
 
@@ -31,10 +31,6 @@ Status = Literal["ok", "parse_failed", "backend_error"]
 STATUSES: tuple[str, ...] = ("ok", "parse_failed", "backend_error")
 
 Box = tuple[int, int, int, int]
-
-
-class JudgmentFormatError(StudioError):
-    """A judgment dict/JSON does not follow the schema."""
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from typing import Any
 
 import json_repair
 
+from .errors import ProtocolParseError
 from .judgment import Judgment, Region
 from .reasoning import referenced_regions
 from .scoring import DEFAULT_AGGREGATION, SCORE_RANGE
@@ -36,10 +37,6 @@ from .scoring import DEFAULT_AGGREGATION, SCORE_RANGE
 _THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
 _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
-
-
-class ProtocolParseError(ValueError):
-    """Raw text that holds no usable answer; the message says why."""
 
 
 @dataclass(frozen=True)

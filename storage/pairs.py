@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from spatialreward.errors import StudioError, UnsafePathError
+from spatialreward.errors import PairFormatError, UnsafePathError
 
 from .paths import check_not_database, resolve_inside
 
@@ -39,10 +39,6 @@ _KNOWN = {"id", "instruction", "source", "candidates", "ranking", "dimension", "
 
 Ranking = tuple[tuple[int, ...], ...]
 """Tie groups best first: ((2,), (0, 1)) means 2 is best, 0 and 1 tie behind it."""
-
-
-class PairFormatError(StudioError):
-    """A pair-format file or item is malformed; the message names the line."""
 
 
 @dataclass(frozen=True)

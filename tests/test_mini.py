@@ -203,5 +203,5 @@ def test_matched_counts_tell_a_move_from_a_copy():
     assert copy.tolist() == [[1.0, 0.0, 1.0, 0.0]]
     wide = MiniRewardModel(MiniConfig(vocab_size=8, region_counts=True)).head[0].in_features
     assert wide == MiniRewardModel(MiniConfig(vocab_size=8)).head[0].in_features + 4
-    with pytest.raises(ValueError, match="need use_regions"):
+    with pytest.raises(ConfigError, match="need use_regions"):
         MiniConfig(vocab_size=8, use_regions=False, region_counts=True)

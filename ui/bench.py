@@ -21,6 +21,7 @@ import gradio as gr
 import pandas as pd
 import plotly.graph_objects as go
 
+from spatialreward.errors import InputError
 from spatialreward.service import Services
 
 from .errors import user_errors, username
@@ -251,7 +252,7 @@ def build_bench_tab(services: Services) -> None:
     @user_errors
     def on_compare(a: str | None, b: str | None) -> tuple[Any, ...]:
         if not a or not b:
-            raise gr.Error("pick two stored runs (Run A and Run B) first")
+            raise InputError("pick two stored runs (Run A and Run B) first")
         comparison = services.compare_bench(a, b)
         return _table(comparison["rows"], COMPARE_COLUMNS), compare_chart(comparison)
 

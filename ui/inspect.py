@@ -245,7 +245,7 @@ def build_inspect_tab(services: Services) -> None:
         src_path = upload_path(src)
         cands = [p for p in [upload_path(edt), *upload_paths(extra)] if p]
         if not src_path or not cands:
-            raise gr.Error("upload a source image and at least one edited image first")
+            raise InputError("upload a source image and at least one edited image first")
         results = services.inspect_group(src_path, cands, text, spec)
         s = Session(src_path, cands, text.strip(), spec, results)
         s.order = _rank(results)

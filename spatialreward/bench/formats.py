@@ -35,17 +35,13 @@ from typing import TYPE_CHECKING, Any
 from storage.pairs import PairItem, Ranking, iter_pairs
 from storage.paths import check_not_database
 
-from ..errors import InputError
+from ..errors import BenchFormatError
 from .tables import ImageRef, TableFile, find_tables
 
 if TYPE_CHECKING:
     from storage.store import Store
 
 Box = tuple[int, int, int, int]
-
-
-class BenchFormatError(InputError):
-    """A dataset matches no benchmark format, or a row breaks its format's rules."""
 
 
 @dataclass(frozen=True)

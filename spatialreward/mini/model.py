@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from ..synth.language import COLORS, OPERATIONS, POSITIONS, SHAPES
 from .features import MAX_REGIONS, MAX_TOKENS, SIZE
 
@@ -57,9 +58,9 @@ class MiniConfig:
 
     def __post_init__(self) -> None:
         if self.dim % self.heads:
-            raise ValueError(f"dim {self.dim} must be divisible by heads {self.heads}")
+            raise ConfigError(f"dim {self.dim} must be divisible by heads {self.heads}")
         if not self.use_regions and (self.place_match or self.region_counts):
-            raise ValueError("place_match and region_counts read regions: they need "
+            raise ConfigError("place_match and region_counts read regions: they need "
                              "use_regions=True (the global ablation has neither)")
 
     def to_dict(self) -> dict[str, object]:
