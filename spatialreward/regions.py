@@ -41,6 +41,7 @@ The method, all at a reduced analysis size (``PixelConfig.analysis_size``):
 from __future__ import annotations
 
 import numbers
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 
 import cv2
@@ -419,3 +420,58 @@ def propose_regions(source, edited, config: PixelConfig = DEFAULT_CONFIG) -> Pix
     return PixelEvidence(regions=tuple(regions), heatmap=heat,
                          preservation=_preservation(raw, outside, cfg), noise_floor=noise,
                          global_shift=shift, analysis_shape=(h, w))
+
+
+# -- box geometry (region recall in bench, label matching in mini's data) ----------------
+
+IOU_THRESHOLD = 0.5
+"""The IoU at which a predicted box counts as finding a target box."""
+
+
+def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two ``(x1, y1, x2, y2)`` boxes; 0 for empty ones.
+
+    >>> box_iou((0, 0, 10, 10), (5, 0, 15, 10))
+    0.3333333333333333
+    >>> box_iou((0, 0, 10, 10), (10, 0, 20, 10))
+    0.0
+    """
+    ax1, ay1, ax2, ay2 = a
+    bx1, by1, bx2, by2 = b
+    inter = max(0.0, min(ax2, bx2) - max(ax1, bx1)) * max(0.0, min(ay2, by2) - max(ay1, by1))
+    union = (ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def match_boxes(
+    targets: Sequence[Sequence[float]],
+    predicted: Sequence[Sequence[float]],
+    threshold: float = IOU_THRESHOLD,
+) -> int:
+    """How many targets a greedy one-to-one matching pairs with a prediction.
+
+    Pairs are taken in order of decreasing IoU (the usual detection matching); each
+    target and each prediction is used at most once, and only pairs with IoU >=
+    ``threshold`` count.
+
+    >>> match_boxes([(0, 0, 10, 10), (20, 0, 30, 10)], [(0, 0, 10, 10)])
+    1
+    >>> match_boxes([(0, 0, 10, 10)], [(0, 0, 10, 10), (1, 0, 10, 10)])  # one-to-one
+    1
+    """
+    candidates = sorted(
+        (
+            (iou, t, p)
+            for t, target in enumerate(targets)
+            for p, pred in enumerate(predicted)
+            if (iou := box_iou(target, pred)) >= threshold
+        ),
+        key=lambda c: -c[0],  # stable: equal IoUs keep target-then-prediction order
+    )
+    used_t: set[int] = set()
+    used_p: set[int] = set()
+    for _, t, p in candidates:
+        if t not in used_t and p not in used_p:
+            used_t.add(t)
+            used_p.add(p)
+    return len(used_t)

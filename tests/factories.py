@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from spatialreward.bench.metrics import box_iou
+from spatialreward.regions import box_iou
 from spatialreward.synth.degrade import global_shift, jpeg, reencode
 from spatialreward.synth.render import (
     _AREA_FACTOR,

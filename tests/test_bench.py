@@ -18,9 +18,7 @@ from PIL import Image
 
 from spatialreward.bench import command
 from spatialreward.bench.metrics import (
-    box_iou,
     evaluate_item,
-    match_boxes,
     pairwise_counts,
     ranking_exact,
     region_recall,
@@ -32,6 +30,7 @@ from spatialreward.bench.metrics import (
 from spatialreward.bench.runner import run_bench
 from spatialreward.errors import StudioError, UnknownBackendError
 from spatialreward.judgment import Judgment
+from spatialreward.regions import box_iou, match_boxes
 from spatialreward.service import Services
 from storage.pairs import PairFormatError
 

@@ -27,9 +27,9 @@ from scipy.stats import binomtest
 from storage.pairs import Ranking, ranking_to_json
 
 from ..judgment import Judgment
+from ..regions import IOU_THRESHOLD, match_boxes
 
 Box = tuple[int, int, int, int]
-IOU_THRESHOLD = 0.5
 MISSING = "(missing)"
 """Group value of an item that lacks the grouping key (or has no category)."""
 
@@ -140,55 +140,6 @@ def reference_candidate(ranking: Ranking | None, k: int) -> int | None:
 
 
 # --- regions ----------------------------------------------------------------------------
-
-
-def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """Intersection over union of two ``(x1, y1, x2, y2)`` boxes; 0 for empty ones.
-
-    >>> box_iou((0, 0, 10, 10), (5, 0, 15, 10))
-    0.3333333333333333
-    >>> box_iou((0, 0, 10, 10), (10, 0, 20, 10))
-    0.0
-    """
-    ax1, ay1, ax2, ay2 = a
-    bx1, by1, bx2, by2 = b
-    inter = max(0.0, min(ax2, bx2) - max(ax1, bx1)) * max(0.0, min(ay2, by2) - max(ay1, by1))
-    union = (ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - inter
-    return float(inter / union) if union > 0 else 0.0
-
-
-def match_boxes(
-    targets: Sequence[Sequence[float]],
-    predicted: Sequence[Sequence[float]],
-    threshold: float = IOU_THRESHOLD,
-) -> int:
-    """How many targets a greedy one-to-one matching pairs with a prediction.
-
-    Pairs are taken in order of decreasing IoU (the usual detection matching); each
-    target and each prediction is used at most once, and only pairs with IoU >=
-    ``threshold`` count.
-
-    >>> match_boxes([(0, 0, 10, 10), (20, 0, 30, 10)], [(0, 0, 10, 10)])
-    1
-    >>> match_boxes([(0, 0, 10, 10)], [(0, 0, 10, 10), (1, 0, 10, 10)])  # one-to-one
-    1
-    """
-    candidates = sorted(
-        (
-            (iou, t, p)
-            for t, target in enumerate(targets)
-            for p, pred in enumerate(predicted)
-            if (iou := box_iou(target, pred)) >= threshold
-        ),
-        key=lambda c: -c[0],  # stable: equal IoUs keep target-then-prediction order
-    )
-    used_t: set[int] = set()
-    used_p: set[int] = set()
-    for _, t, p in candidates:
-        if t not in used_t and p not in used_p:
-            used_t.add(t)
-            used_p.add(p)
-    return len(used_t)
 
 
 def region_recall(

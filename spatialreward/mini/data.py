@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bench.metrics import box_iou
 from ..images import load_image
+from ..regions import box_iou
 from ..synth.language import COLORS, OPERATIONS, POSITIONS, SHAPES
 from .features import MAX_REGIONS, MAX_TOKENS, SIZE, Tokenizer, prepare
 
