@@ -68,6 +68,9 @@ class Inspection:
     edited: Image.Image
     """The edited image stretched onto the source frame (same size as ``source``)."""
     evidence: PixelEvidence
+    maps: np.ndarray | None = None
+    """(layers, heads, 2, rows, cols) attention of the pass that produced ``judgment``
+    (see :class:`~spatialreward.backends.base.Attended`); None without attention."""
 
 
 class Services:
@@ -199,18 +202,26 @@ class Services:
         return text
 
     def _run(
-        self, source: Any, edited: Any, instruction: str | None, backend: str | None
-    ) -> tuple[Judgment, Image.Image, Image.Image, PixelEvidence]:
-        """Load, propose regions, judge: (judgment, source, edited as given, evidence)."""
+        self, source: Any, edited: Any, instruction: str | None, backend: str | None,
+        attended: bool = False, source_loaded: bool = False,
+    ) -> tuple[Judgment, Image.Image, Image.Image, PixelEvidence, np.ndarray | None]:
+        """Load, propose regions, judge once: (judgment, source, edited as given, evidence,
+        attention maps of that pass when ``attended`` and the backend has them).
+        ``source_loaded``: ``source`` is an image :meth:`load` returned already."""
         text = self.check_instruction(instruction)
         t0 = time.perf_counter()
-        src = self.load(source, "source image")
+        src = source if source_loaded else self.load(source, "source image")
         edt = self.load(edited, "edited image")
         t1 = time.perf_counter()
         model = self.backend(backend)
         evidence = propose_regions(src, edt)
+        maps = None
         try:
-            judgment = model.judge(src, edt, text, evidence=evidence)
+            if attended:
+                result = model.judge_attended(src, edt, text, evidence=evidence)
+                judgment, maps = result.judgment, result.maps
+            else:
+                judgment = model.judge(src, edt, text, evidence=evidence)
         except Exception as err:  # a backend failure is reported, never turned into a score
             log.exception("backend %s failed", model.name)
             judgment = Judgment(
@@ -220,14 +231,18 @@ class Services:
                 error=f"{type(err).__name__}: {err}",
             )
         t2 = time.perf_counter()
-        return _with_frame_info(judgment, src, edt, t1 - t0, t2 - t1), src, edt, evidence
+        return (_with_frame_info(judgment, src, edt, t1 - t0, t2 - t1), src, edt, evidence,
+                maps)
 
     def inspect(
-        self, source: Any, edited: Any, instruction: str | None, backend: str | None = None
+        self, source: Any, edited: Any, instruction: str | None, backend: str | None = None,
+        *, source_loaded: bool = False,
     ) -> Inspection:
-        """Judge one edit and keep the aligned images and pixel evidence for display."""
-        judgment, src, edt, evidence = self._run(source, edited, instruction, backend)
-        return Inspection(judgment, src, align_to_source(src.size, edt), evidence)
+        """Judge one edit and keep, for display, the aligned images, the pixel evidence and
+        the attention maps of the judging pass itself."""
+        judgment, src, edt, evidence, maps = self._run(
+            source, edited, instruction, backend, attended=True, source_loaded=source_loaded)
+        return Inspection(judgment, src, align_to_source(src.size, edt), evidence, maps)
 
     def judge(
         self, source: Any, edited: Any, instruction: str | None, backend: str | None = None
@@ -237,26 +252,26 @@ class Services:
 
     def inspect_group(self, source: Any, candidates: Sequence[Any], instruction: str | None,
                       backend: str | None = None) -> list[Inspection]:
-        """Judge 1..MAX_CANDIDATES candidate edits of one source, in the given order."""
+        """Judge 1..MAX_CANDIDATES candidate edits of one source, in the given order: one
+        model pass and one region proposal per candidate, the source loaded once."""
         candidates = [c for c in candidates if c is not None]
         if not 1 <= len(candidates) <= MAX_CANDIDATES:
             raise InputError(f"give 1 to {MAX_CANDIDATES} edited candidates, got "
                              f"{len(candidates)}")
-        src = self.load(source, "source image")  # fail on a bad source before any model call
-        return [self.inspect(src, c, instruction, backend) for c in candidates]
+        src = self.load(source, "source image")  # a bad source fails before any model call
+        return [self.inspect(src, c, instruction, backend, source_loaded=True)
+                for c in candidates]
 
-    def attention(self, inspection: Inspection, instruction: str, backend: str | None = None,
-                  layer: int | None = None, head: int | None = None
+    def attention(self, inspection: Inspection, layer: int | None = None,
+                  head: int | None = None
                   ) -> tuple[np.ndarray, np.ndarray, tuple[int, int]] | None:
-        """Attention from the instruction to the (source, edited) patches as two maps in
-        [0, 1], for one layer/head or averaged (None), and the model's (layers, heads);
-        None when the backend has no attention to show (the pixel baseline)."""
-        model = self.backend(backend)
-        maps_fn = getattr(model, "attention_maps", None)
-        if maps_fn is None:
+        """The inspection's attention from the instruction to the (source, edited) patches
+        as two maps in [0, 1], for one layer/head or averaged (None), and the model's
+        (layers, heads); None when the backend has no attention to show (the pixel
+        baseline). Reads the maps of the judging pass: the model is not run again."""
+        if inspection.maps is None:
             return None
-        maps = np.asarray(maps_fn(inspection.source, inspection.edited,
-                                  self.check_instruction(instruction)))  # (L, H, 2, g, g)
+        maps = np.asarray(inspection.maps)  # (L, H, 2, g, g)
         layout = (int(maps.shape[0]), int(maps.shape[1]))
         if layer is not None:
             if not 0 <= layer < maps.shape[0]:

@@ -42,18 +42,19 @@ def test_group_keeps_the_candidate_order_and_limits_its_size(services) -> None:
 def test_attention_maps_per_layer_and_head(services) -> None:
     src, cands, text = paths()
     (result,) = services.inspect_group(src, cands[:1], text)
-    mean = services.attention(result, text)
+    mean = services.attention(result)
     assert mean is not None
     source_map, edited_map, (layers, heads) = mean
     assert layers >= 1 and heads >= 1
     assert source_map.shape == edited_map.shape and source_map.ndim == 2
     assert max(source_map.max(), edited_map.max()) == pytest.approx(1.0)
     assert min(source_map.min(), edited_map.min()) >= 0.0
-    one = services.attention(result, text, layer=layers - 1, head=0)
+    one = services.attention(result, layer=layers - 1, head=0)
     assert one is not None and not np.allclose(one[1], edited_map)  # a head is not the mean
     with pytest.raises(InputError, match="layer"):
-        services.attention(result, text, layer=layers)
-    assert services.attention(result, text, backend="pixel") is None  # no attention there
+        services.attention(result, layer=layers)
+    (pixel,) = services.inspect_group(src, cands[:1], text, "pixel")
+    assert services.attention(pixel) is None  # no attention there
 
 
 def test_stability_of_a_clear_verdict(services) -> None:

@@ -269,7 +269,7 @@ def test_services_judge_and_attention(pair, tmp_path):
     services = Services(StudioConfig(backend=spec, db=tmp_path / "studio.db"))
     inspection = services.inspect(pair[0], pair[1], "make the cup red")
     assert inspection.judgment.status == "parse_failed" and inspection.judgment.raw_sc
-    maps = services.attention(inspection, "make the cup red", layer=1, head=0)
+    maps = services.attention(inspection, layer=1, head=0)
     assert maps is not None
     source_map, edited_map, layout = maps
     assert layout == (2, 4) and source_map.shape == edited_map.shape

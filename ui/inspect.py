@@ -213,8 +213,7 @@ def build_inspect_tab(services: Services) -> None:
 
     def attention_images(s: Session, k: int, layer_v: str | None, head_v: str | None
                          ) -> tuple[Any, Any]:
-        maps = services.attention(s.results[k], s.instruction, s.backend,
-                                  _layer_head(layer_v), _layer_head(head_v))
+        maps = services.attention(s.results[k], _layer_head(layer_v), _layer_head(head_v))
         if maps is None:
             return None, None
         r = s.results[k]
@@ -254,7 +253,7 @@ def build_inspect_tab(services: Services) -> None:
         lines = [f"**#{rank + 1}** {_choice(k)}: overall {_score(results[k].judgment)} "
                  f"({len(results[k].judgment.regions)} regions)"
                  for rank, k in enumerate(s.order)]
-        maps = services.attention(results[best], s.instruction, spec)
+        maps = services.attention(results[best])
         n_layers, n_heads = maps[2] if maps is not None else (0, 0)
         layers = [ALL] + [f"layer {i + 1}" for i in range(n_layers)]
         heads = [ALL] + [f"head {i + 1}" for i in range(n_heads)]

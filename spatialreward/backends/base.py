@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    import numpy as np
     from PIL import Image
 
     from ..judgment import Judgment
     from ..regions import PixelEvidence
+
+
+@dataclass(frozen=True)
+class Attended:
+    """A judgment and the attention of the very pass that produced it."""
+
+    judgment: Judgment
+    maps: np.ndarray | None = None
+    """(layers, heads, 2, rows, cols): attention from the instruction to the source (index
+    0) and edited (index 1) patches, each (layer, head) on one scale; None for a backend
+    without attention (the pixel baseline) or a judgment that failed before the model."""
 
 
 @runtime_checkable
@@ -35,4 +48,16 @@ class Backend(Protocol):
         may have another size. ``evidence`` is the pixel evidence for the pair when the
         caller already computed it. Regions in the result are in the source frame.
         """
+        ...
+
+    def judge_attended(
+        self,
+        source: Image.Image,
+        edited: Image.Image,
+        instruction: str,
+        evidence: PixelEvidence | None = None,
+    ) -> Attended:
+        """:meth:`judge`, plus the attention maps of the same forward pass (Inspect draws
+        them; it never runs the model a second time). A backend without attention returns
+        ``Attended(self.judge(...))``."""
         ...

@@ -34,6 +34,7 @@ from ..reasoning import compose_reasoning
 from ..regions import PixelEvidence
 from ..synth.language import COLORS, SHAPES
 from . import register
+from .base import Attended
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "models" / "spatialreward-mini"
 
@@ -54,6 +55,15 @@ def _n_words(tokens: torch.Tensor) -> int:
 def _entropy(p: np.ndarray) -> float:
     p = p / max(p.sum(), 1e-12)
     return float(-(p * np.log(p + 1e-12)).sum())
+
+
+def _maps(out: dict, k: int) -> np.ndarray:
+    """(layers, heads, 2, 16, 16): row ``k``'s attention from the instruction's words to
+    the source (index 0) and edited (index 1) patches, averaged over the words."""
+    n_words = _n_words(out["tokens"][k])
+    grid = SIZE // 8
+    return np.stack([w[k, :, :n_words].mean(1).reshape(-1, 2, grid, grid).numpy()
+                     for w in out["attention"]])
 
 
 class MiniBackend:
@@ -100,6 +110,12 @@ class MiniBackend:
     def judge_many(self, triples: Sequence[tuple[Image.Image, Image.Image, str]],
                    evidences: Sequence[PixelEvidence | None] | None = None) -> list[Judgment]:
         """Judge several (source, edited, instruction) triples in one forward pass."""
+        return [a.judgment for a in self._attended_many(triples, evidences)]
+
+    def _attended_many(self, triples: Sequence[tuple[Image.Image, Image.Image, str]],
+                       evidences: Sequence[PixelEvidence | None] | None = None
+                       ) -> list[Attended]:
+        """Judgments and attention maps of several triples, from one forward pass."""
         t0 = time.perf_counter()
         evidences = evidences or [None] * len(triples)
         feats = [prepare(s, e, ev) for (s, e, _), ev in zip(triples, evidences, strict=True)]
@@ -107,26 +123,28 @@ class MiniBackend:
         out = self._forward(feats, [t for _, _, t in triples])
         t2 = time.perf_counter()
         per = (t2 - t1) * 1e3 / len(triples)
-        return [self._judgment(out, k, feats[k],
-                               {"evidence": round((t1 - t0) * 1e3 / len(triples), 2),
-                                "model": round(per, 2)})
+        return [Attended(self._judgment(out, k, feats[k],
+                                        {"evidence": round((t1 - t0) * 1e3 / len(triples), 2),
+                                         "model": round(per, 2)}),
+                         _maps(out, k))
                 for k in range(len(triples))]
 
     def judge(self, source: Image.Image, edited: Image.Image, instruction: str,
               evidence: PixelEvidence | None = None) -> Judgment:
         return self.judge_many([(source, edited, instruction)], [evidence])[0]
 
+    def judge_attended(self, source: Image.Image, edited: Image.Image, instruction: str,
+                       evidence: PixelEvidence | None = None) -> Attended:
+        """The judgment and its attention maps (:func:`_maps`), from one forward pass."""
+        return self._attended_many([(source, edited, instruction)], [evidence])[0]
+
     def attention_maps(self, source: Image.Image, edited: Image.Image, instruction: str
                        ) -> np.ndarray:
         """(layers, heads, 2, 16, 16): attention from the instruction's words to the
         source (index 0) and edited (index 1) patches, averaged over the words."""
-        f = prepare(source, edited)
-        out = self._forward([f], [instruction])
-        n_words = _n_words(out["tokens"][0])
-        grid = SIZE // 8
-        maps = [w[0, :, :n_words].mean(1).reshape(-1, 2, grid, grid).numpy()
-                for w in out["attention"]]
-        return np.stack(maps)
+        maps = self.judge_attended(source, edited, instruction).maps
+        assert maps is not None
+        return maps
 
     # -- composing the judgment from the outputs ---------------------------------------
     def _judgment(self, out: dict, k: int, f: Features, timings: dict[str, float]

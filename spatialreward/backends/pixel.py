@@ -35,6 +35,7 @@ from ..reasoning import compose_reasoning
 from ..regions import PixelConfig, PixelEvidence, propose_regions
 from ..scoring import DEFAULT_AGGREGATION, SCORE_RANGE
 from . import register
+from .base import Attended
 
 VERSION = "1"
 
@@ -67,6 +68,11 @@ class PixelBackend:
             json.dumps(asdict(self.config), sort_keys=True).encode()
         ).hexdigest()[:8]
         self.version = f"{VERSION}+{digest}"
+
+    def judge_attended(self, source: Image.Image, edited: Image.Image, instruction: str,
+                       evidence: PixelEvidence | None = None) -> Attended:
+        """The judgment; the pixel baseline has no attention to show."""
+        return Attended(self.judge(source, edited, instruction, evidence))
 
     def judge(
         self,

@@ -36,6 +36,7 @@ from ..vlm.config import VLMConfig
 from ..vlm.prompts import Prompts, load_prompts
 from ..vlm.runner import Output, Request, Runner
 from . import register
+from .base import Attended
 
 _NO_REGIONS_WARNING = "sc: no edit_region in the answer; read as no regions"
 
@@ -104,6 +105,26 @@ class VLMBackend:
         all PQ calls, ``samples`` answers each. Candidates that share a source image have it
         encoded once. ``evidences`` is accepted for the Backend protocol and not used: the
         model locates the edit itself."""
+        capture = self.config.attention_queries if self.config.attention_summary else None
+        return [j for j, _ in self._judge_outputs(triples, capture)]
+
+    def judge_attended(self, source: Image.Image, edited: Image.Image, instruction: str,
+                       evidence: PixelEvidence | None = None) -> Attended:
+        """The judgment and the attention maps of its own SC call (the
+        ``attention_queries`` tokens, sinks handled as configured): no second pass, and
+        in ``answer`` mode the maps are those of the very answer that was scored."""
+        [(judgment, sc)] = self._judge_outputs([(source, edited, instruction)],
+                                               self.config.attention_queries)
+        raw = sc[0].answer_attention or sc[0].prompt_attention
+        if raw is None:
+            return Attended(judgment)
+        maps = build_maps(raw, self.prompts.sc.images, self.config.sinks,
+                          self.config.sink_factor).maps
+        return Attended(judgment, maps)
+
+    def _judge_outputs(self, triples: Sequence[tuple[Image.Image, Image.Image, str]],
+                       capture: str | None) -> list[tuple[Judgment, list[Output]]]:
+        """Each triple's judgment with its SC call's outputs (one per sample)."""
         if not triples:
             return []
         n, calls = self.config.samples, len(self.prompts.calls)
@@ -111,7 +132,6 @@ class VLMBackend:
         # Order: call by call, triple by triple, sample by sample (SC rows batch together).
         requests = [per_triple[k][c] for c in range(calls) for k in range(len(triples))
                     for _ in range(n)]
-        capture = self.config.attention_queries if self.config.attention_summary else None
         t0 = time.perf_counter()
         outputs = self.runner.generate(requests, capture=capture)
         elapsed = (time.perf_counter() - t0) * 1e3 / len(triples)
@@ -120,8 +140,8 @@ class VLMBackend:
             start = (call * len(triples) + k) * n
             return outputs[start : start + n]
 
-        return [self._judgment(answers(0, k), answers(1, k) if calls > 1 else None, elapsed,
-                               source.size, edited.size)
+        return [(self._judgment(answers(0, k), answers(1, k) if calls > 1 else None, elapsed,
+                                source.size, edited.size), answers(0, k))
                 for k, (source, edited, _) in enumerate(triples)]
 
     def _judgment(self, sc: list[Output], pq: list[Output] | None, elapsed_ms: float,
