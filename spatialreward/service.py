@@ -250,6 +250,38 @@ class Services:
         """Judge one edit (no display work: what bench and the CLI call per candidate)."""
         return self._run(source, edited, instruction, backend)[0]
 
+    def judge_stored(self, item_id: int, candidate: int, backend: str | None = None, *,
+                     source: Any = None, edited: Any = None, store: Store | None = None
+                     ) -> tuple[Judgment, bool]:
+        """The judgment of a stored item's candidate: the store's cached one for this
+        backend version, else a fresh :meth:`judge` (stored when it succeeded; failures
+        are tried again next time). ``source`` / ``edited``: the images when the caller
+        has them, else they are read from the store. ``store``: another store than the
+        app's (a bench of a snapshot caches into the file it reads). Returns (judgment,
+        whether it came from the cache).
+
+        The one judging path of the Annotate tab and the bench."""
+        store = store if store is not None else self.store
+        model = self.backend(backend)
+        cached = store.cached_judgment(item_id, candidate, model.name, model.version)
+        if cached is not None:
+            return cached, True
+        item = store.item(item_id)
+        if source is None:
+            source = store.image_bytes(item["source_sha256"])
+        if edited is None:
+            edited = store.image_bytes(item["candidates"][candidate])
+        judgment = self.judge(source, edited, item["instruction"], backend)
+        if judgment.ok:
+            store.add_model_judgment(item_id, candidate, judgment,
+                                     judgment.timings_ms.get("total"))
+        return judgment, False
+
+    def judge_item(self, item_id: int, backend: str | None = None) -> list[Judgment]:
+        """Every candidate of a stored item judged through :meth:`judge_stored`."""
+        n = int(self.store.item(item_id)["n_candidates"])
+        return [self.judge_stored(item_id, k, backend)[0] for k in range(n)]
+
     def inspect_group(self, source: Any, candidates: Sequence[Any], instruction: str | None,
                       backend: str | None = None) -> list[Inspection]:
         """Judge 1..MAX_CANDIDATES candidate edits of one source, in the given order: one

@@ -81,3 +81,28 @@ def test_save_stores_the_item_and_its_judgments(services) -> None:
     assert stored is not None and stored.overall == results[1].judgment.overall
     with pytest.raises(InputError, match="judge the candidates"):
         services.save(src, cands[:2], text, [results[0].judgment])
+
+
+def test_stored_items_are_judged_once_through_one_path(tmp_path) -> None:
+    from spatialreward.judgment import Judgment
+
+    services = Services(StudioConfig(db=tmp_path / "studio.db", backend="pixel"))
+    src, cands, text = paths()
+    store = services.store
+    item = store.add_item(text, src, cands[:2])
+    first = services.judge_item(item)
+    assert [j.backend for j in first] == ["pixel", "pixel"]
+    again = [services.judge_stored(item, k) for k in range(2)]
+    assert [reused for _, reused in again] == [True, True]  # the store's cache
+    assert [j.overall for j, _ in again] == [j.overall for j in first]
+
+    class Broken:
+        name, version = "broken", "1"
+
+        def judge(self, *args, **kwargs) -> Judgment:
+            raise RuntimeError("out of memory")
+
+    services.add_backend("broken", Broken())  # type: ignore[arg-type]
+    failed, reused = services.judge_stored(item, 0, "broken")
+    assert failed.status == "backend_error" and not reused
+    assert store.cached_judgment(item, 0, "broken", "1") is None  # tried again next time

@@ -254,7 +254,7 @@ def build_annotate_tab(services: Services) -> None:
             return HIDDEN_VERDICT
         s, order = store(), state["order"]
         try:
-            judgments = s.judge_item(state["item_id"], services.backend(None))
+            judgments = services.judge_item(state["item_id"])
         except Exception as err:  # shown as it is, never turned into a verdict
             log.exception("the model failed on item %s", state["item_id"])
             return ("**The model could not judge this item:** "

@@ -130,7 +130,6 @@ def _judge_stored(services: Services, backend: str, item: AnyItem,
     unreadable image, an empty instruction): the caller then judges without it."""
     from storage.store import image_sha256
 
-    model = services.backend(backend)
     data: list[bytes | None]
     try:
         store_item = getattr(item, "store_item", None)
@@ -156,22 +155,17 @@ def _judge_stored(services: Services, backend: str, item: AnyItem,
         return None
 
     def fresh(k: int) -> Outcome:
-        cached = store.cached_judgment(item_id, k, model.name, model.version)
-        if cached is not None:
-            stats.reused += 1
-            return cached
         try:
-            for i in (0, k + 1):
-                if data[i] is None:
-                    data[i] = _read((item.source, *item.candidates)[i])
-            j = services.judge(data[0], data[k + 1], item.instruction, backend)
+            j, reused = services.judge_stored(item_id, k, backend, source=data[0],
+                                              edited=data[k + 1], store=store)
         except InputError as err:
             return ("input_error", str(err))
         except (StudioError, OSError) as err:  # an image the store lost, or cannot decode
             return ("image_error", str(err))
-        stats.judged += 1
-        if j.ok:  # failures are tried again by the next run
-            store.add_model_judgment(item_id, k, j, j.timings_ms.get("total"))
+        if reused:
+            stats.reused += 1
+        else:
+            stats.judged += 1
         return j
 
     outcomes: list[Outcome] = []
