@@ -19,141 +19,31 @@ names from ``PROTOCOL.md``; ``docs/benchmarks.md`` has the details):
 :func:`detect_format` names the format of a path (or raises :class:`BenchFormatError`
 listing the columns it found and the ones each format needs); :func:`open_benchmark` reads
 it with the format's reader in :mod:`.loaders`; :func:`load_items` is the one call front
-ends need.
+ends need. The types (:data:`FORMATS`, :class:`BenchItem`, :class:`Benchmark`) live in
+:mod:`.types` and are importable from here too.
 """
 
 from __future__ import annotations
 
 import re
-import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from storage.pairs import PairItem, Ranking, iter_pairs
+from storage.pairs import iter_pairs
 from storage.paths import check_not_database
 
 from ..errors import BenchFormatError
-from .tables import ImageRef, TableFile, find_tables
+from . import loaders
+from .tables import TableFile, find_tables, is_sqlite
+from .types import FORMATS, TABLE_FORMATS, BenchItem, Benchmark, Box, Format
 
 if TYPE_CHECKING:
     from storage.store import Store
 
-Box = tuple[int, int, int, int]
-
-
-@dataclass(frozen=True)
-class Format:
-    name: str
-    title: str
-    needs: tuple[str, ...]
-    """Columns a table must have (or, for file formats, what the file must be)."""
-    by: tuple[str, ...] = ()
-    """Metadata keys every run of this format is broken down by."""
-
-
-FORMATS: dict[str, Format] = {f.name: f for f in (
-    Format("editscore", "EditReward-Bench (EditScore)",
-           ("key", "instruction", "task_type", "dimension", "input_image", "output_images"),
-           ("dimension",)),
-    Format("tiger", "EditReward-Bench (TIGER-Lab, 2/3/4-pair)",
-           ("id", "instruction", "source_image", "candidate_1", "candidate_2", "ranking")),
-    Format("merbench", "MER-Bench (MultiEditReward-Bench)",
-           ("pair_id", "label", "instruction", "original_image", "edited_images"), ("k",)),
-    Format("mmrb2", "MMRB2 edit task (HF columns, or the built edit.json)",
-           ("pair_id", "prompt_text", "prompt_images", "response_a_images",
-            "response_b_images", "chosen")),
-    Format("gedit", "GEdit-Bench (prompt set; --edits judges a model's outputs)",
-           ("task_type", "key", "instruction", "instruction_language", "input_image"),
-           ("language",)),
-    Format("pairs", "our pair format (.jsonl) or Parquet export",
-           ("id", "instruction", "source", "candidates")),
-    Format("store", "the store's items with human votes (a studio .db file)",
-           ("a SQLite store file",)),
-)}
-TABLE_FORMATS = ("editscore", "tiger", "merbench", "mmrb2", "gedit", "pairs")
-"""Detection order for table files (their required columns do not overlap)."""
-
-
-@dataclass(frozen=True)
-class BenchItem:
-    """One benchmark item in the common form (the fields of :class:`PairItem`, with
-    images that may live in a table or the store, and ``store_item`` for store items)."""
-
-    id: str
-    instruction: str
-    source: ImageRef
-    candidates: tuple[ImageRef, ...]
-    ranking: Ranking | None = None
-    dimension: str = "overall"
-    category: str | None = None
-    regions: tuple[Box, ...] | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
-    store_item: int | None = None
-
-    @classmethod
-    def from_pair(cls, item: PairItem) -> BenchItem:
-        return cls(item.id, item.instruction, item.source, item.candidates, item.ranking,
-                   item.dimension, item.category, item.regions, dict(item.metadata))
-
-
-@dataclass
-class Benchmark:
-    """A dataset read from disk: its format, items, and what was left out and why."""
-
-    format: str
-    path: Path
-    items: list[BenchItem]
-    store: Store | None = None
-    notes: dict[str, Any] = field(default_factory=dict)
-    owns_store: bool = False
-    """True when reading the benchmark opened ``store`` (a store file that is not the
-    caller's live store): :meth:`close` closes it."""
-
-    @property
-    def by(self) -> tuple[str, ...]:
-        return FORMATS[self.format].by
-
-    def close(self) -> None:
-        """Close what reading opened (a store database); the caller's live store stays open."""
-        if self.owns_store and self.store is not None:
-            self.store.close()
-            self.store = None
-
-    def __enter__(self) -> Benchmark:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
 
 # -- detection -----------------------------------------------------------------------------
-
-
-def is_sqlite(path: Path) -> bool:
-    """True when ``path`` is an SQLite database.
-
-    Asked through SQLite itself (read-only), never with a plain ``open()``: if ``path`` is
-    the live store of this process, closing a plain descriptor of it would drop the
-    store's locks (see :mod:`storage.paths`); SQLite's own connections share them."""
-    try:
-        if path.stat().st_size < 100:  # shorter than SQLite's header: not a database
-            return False
-    except OSError:
-        return False
-    try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-    except sqlite3.Error:
-        return False
-    try:
-        conn.execute("PRAGMA schema_version").fetchone()
-        return True
-    except sqlite3.Error:  # "file is not a database", unreadable
-        return False
-    finally:
-        conn.close()
 
 
 def _mmrb2_json(path: Path) -> Path | None:
@@ -242,8 +132,6 @@ def open_benchmark(path: str | Path, fmt: str | None = None, *, limit: int | Non
     if edits is not None and fmt != "gedit":
         raise BenchFormatError("--edits is for GEdit-Bench (a prompt set); other formats "
                                "carry their candidates")
-    from . import loaders  # the per-format readers (they import this module's types)
-
     if fmt == "store":
         return loaders.load_store(path, limit, live)
     if fmt == "pairs" and (jsonl := _pairs_jsonl(path)) is not None:
@@ -275,5 +163,6 @@ def load_prompts(path: str | Path, *, limit: int | None = None) -> list[BenchIte
     return open_benchmark(path, "gedit", limit=limit).items
 
 
-__all__ = ["FORMATS", "BenchFormatError", "BenchItem", "Benchmark", "detect_format",
-           "load_items", "load_prompts", "open_benchmark"]
+__all__ = ["FORMATS", "TABLE_FORMATS", "BenchFormatError", "BenchItem", "Benchmark", "Box",
+           "Format", "detect_format", "is_sqlite", "load_items", "load_prompts",
+           "open_benchmark"]

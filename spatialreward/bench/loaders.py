@@ -1,6 +1,7 @@
 """The readers of each benchmark format: table rows (or JSON, or the store) to BenchItems.
 
-:func:`~.formats.open_benchmark` picks the reader; each gets the rows of the dataset's
+:func:`~.formats.open_benchmark` picks the reader (this module imports only
+:mod:`.types` and :mod:`.tables`, not :mod:`.formats`); each gets the rows of the dataset's
 table files with the small columns read and the image columns left in place
 (:class:`~.tables.EmbeddedImage`), checks them, and names the file and row of anything
 malformed. ``docs/benchmarks.md`` describes each layout.
@@ -21,8 +22,9 @@ from typing import TYPE_CHECKING, Any
 from storage.pairs import DIMENSIONS, Ranking
 from storage.paths import resolve_inside
 
-from .formats import BenchFormatError, BenchItem, Benchmark, is_sqlite
-from .tables import EmbeddedImage, ImageRef, StoredImage, TableFile
+from ..errors import BenchFormatError
+from .tables import EmbeddedImage, ImageRef, StoredImage, TableFile, is_sqlite
+from .types import BenchItem, Benchmark
 
 if TYPE_CHECKING:
     from storage.store import Store

@@ -9,12 +9,14 @@ at a time (the last one stays cached), or straight from a memory-mapped Arrow fi
 
 Image paths found in a struct without bytes must be relative and stay inside the
 dataset's folder (:func:`storage.paths.resolve_inside`); nothing is ever downloaded.
+:func:`is_sqlite` tells a store database from a table file, for detection and reading.
 """
 
 from __future__ import annotations
 
 import bisect
 import os
+import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,6 +166,30 @@ def find_tables(path: Path) -> list[TableFile]:
         if files:
             return [TableFile(p, path, split_name(p.relative_to(path))) for p in files]
     return []
+
+
+def is_sqlite(path: Path) -> bool:
+    """True when ``path`` is an SQLite database.
+
+    Asked through SQLite itself (read-only), never with a plain ``open()``: if ``path`` is
+    the live store of this process, closing a plain descriptor of it would drop the
+    store's locks (see :mod:`storage.paths`); SQLite's own connections share them."""
+    try:
+        if path.stat().st_size < 100:  # shorter than SQLite's header: not a database
+            return False
+    except OSError:
+        return False
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return False
+    try:
+        conn.execute("PRAGMA schema_version").fetchone()
+        return True
+    except sqlite3.Error:  # "file is not a database", unreadable
+        return False
+    finally:
+        conn.close()
 
 
 def split_name(relative: Path) -> str | None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
+from ..configfile import load_config
 from ..errors import ConfigError
 from .data import IGNORE, Arrays, build_arrays
 from .features import Tokenizer
@@ -59,16 +60,9 @@ class TrainConfig:
             raise ConfigError("epochs, batch_items and lr must be positive")
 
     @classmethod
-    def from_file(cls, path: str | Path) -> TrainConfig:
-        try:
-            data = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise ConfigError(f"cannot read training config {path}: {err}") from err
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ConfigError(f"unknown keys in {path}: {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**data)
+    def from_file(cls, path: str | Path, **overrides: Any) -> TrainConfig:
+        """The run in the JSON file ``path``, ``overrides`` put over it (:func:`load_config`)."""
+        return load_config(cls, path, what="training config", overrides=overrides)
 
 
 CACHE_FORMAT = 2  # bump when Arrays gains or changes a field, so old caches are rebuilt

@@ -9,10 +9,11 @@ This module imports no torch: the UI validates a config before starting a run.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..configfile import config_from_dict, load_config
 from ..errors import ConfigError
 from ..synth.language import OPERATIONS
 
@@ -203,25 +204,13 @@ class RLConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "the config") -> RLConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ConfigError(f"unknown keys in {where}: {sorted(unknown)}; "
-                              f"known: {sorted(known)}")
-        try:
-            return cls(**data)
-        except TypeError as err:
-            raise ConfigError(f"{where}: {err}") from None
+        """The settings in ``data``; unknown keys are refused (``where`` names the source)."""
+        return config_from_dict(cls, data, where)
 
     @classmethod
-    def from_file(cls, path: str | Path) -> RLConfig:
-        try:
-            data = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise ConfigError(f"cannot read RL config {path}: {err}") from err
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path} must hold a JSON object of settings")
-        return cls.from_dict(data, str(path))
+    def from_file(cls, path: str | Path, **overrides: Any) -> RLConfig:
+        """The run in the JSON file ``path``, ``overrides`` put over it (:func:`load_config`)."""
+        return load_config(cls, path, what="RL config", overrides=overrides)
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=1))

@@ -20,7 +20,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..configfile import load_config
 from ..errors import ConfigError
 from ..synth.language import OPERATIONS
 from .editor import EditorConfig, EditorNet, encode
@@ -96,19 +97,9 @@ class EditorTrainConfig:
         return d
 
     @classmethod
-    def from_file(cls, path: str | Path) -> EditorTrainConfig:
-        try:
-            data = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise ConfigError(f"cannot read editor config {path}: {err}") from err
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ConfigError(f"unknown keys in {path}: {sorted(unknown)}; known: {sorted(known)}")
-        try:
-            return cls(**data)
-        except TypeError as err:
-            raise ConfigError(f"{path}: {err}") from None
+    def from_file(cls, path: str | Path, **overrides: Any) -> EditorTrainConfig:
+        """The run in the JSON file ``path``, ``overrides`` put over it (:func:`load_config`)."""
+        return load_config(cls, path, what="editor config", overrides=overrides)
 
 
 def training_arrays(config: EditorTrainConfig, log: Callable[[str], None] = print
