@@ -476,6 +476,61 @@ class Services:
         except InputError:
             return "default"
 
+    # -- what the Train tab shows and builds ------------------------------------------
+
+    def rl_form(self) -> dict[str, Any]:
+        """The Train form's choices: ``defaults`` (an RLConfig), ``policies`` (editor
+        checkpoints under models/ and the runs), ``scenes`` and ``reward_oracle``."""
+        from .rl.config import ORACLE
+        from .rl.prompts import SCENES
+        from .rl.view import DEFAULTS, policy_choices
+
+        return {"defaults": DEFAULTS, "policies": policy_choices(self.data_root),
+                "scenes": sorted(SCENES), "reward_oracle": ORACLE}
+
+    def rl_config(self, *form: Any) -> RLConfig:
+        """The Train form's values (policy, rewards, ... scenes; see ``rl.view.build_config``)
+        as a validated RLConfig; the policy is checked before anything reads it."""
+        from .rl.view import DEFAULTS, build_config
+
+        policy = (form[0] if form else "") or DEFAULTS.policy
+        self.policy_folder(policy)
+        return build_config(*form)
+
+    def rl_status(self, run_id: int) -> tuple[dict[str, Any], list[dict[str, float]]]:
+        """An RL run's row (status corrected when its process died) and metric history."""
+        from .rl.charts import history_from_metrics
+
+        row = self.launcher.status(run_id)
+        if row["kind"] != "rl":
+            raise InputError(f"run {run_id} is a {row['kind']} run; pick an RL run")
+        return row, history_from_metrics(self.store.metrics(run_id))
+
+    def rl_view(self, run_id: int) -> dict[str, Any]:
+        """What the Train tab shows of an RL run: :meth:`rl_status`'s ``row`` and
+        ``history``, its ``folder``, the ``curves`` figure, the latest ``samples`` (image,
+        caption) and the ``log`` tail."""
+        from .rl.charts import curves_figure
+        from .rl.view import sample_gallery
+
+        row, history = self.rl_status(run_id)
+        folder = self.launcher.folder(row) if row.get("out_dir") else None
+        return {"row": row, "history": history, "folder": folder,
+                "curves": curves_figure(history),
+                "samples": sample_gallery(self.store, folder, run_id),
+                "log": self.launcher.log_tail(run_id)}
+
+    def rl_runs(self) -> list[dict[str, Any]]:
+        """The RL runs, newest first."""
+        return list(self.launcher.runs())
+
+    def rl_progress(self, run_id: int) -> str:
+        """A short signature that changes when a run makes progress (status, metric and
+        sample counts): the tab redraws only then."""
+        row = self.launcher.status(run_id)
+        return (f"{run_id}:{row['status']}:{len(self.store.metrics(run_id))}:"
+                f"{len(self.store.rl_samples(run_id))}")
+
     def _check_run_caps(self, config: Mapping[str, Any], processes: int) -> None:
         """A run from the app stays within the caps (so one request cannot exhaust the
         machine), and at most ``max_active_runs`` train at once. Call with ``_runs_lock``."""

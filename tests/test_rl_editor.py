@@ -236,7 +236,7 @@ def test_simple_scenes_are_an_option_that_leaves_the_default_stream_alone():
 def test_an_editor_checkpoint_says_which_scenes_it_was_trained_on(tmp_path):
     from spatialreward.rl.config import recorded_scenes
     from spatialreward.rl.tiny import tiny_editor
-    from ui.train import build_config
+    from spatialreward.rl.view import build_config
 
     assert recorded_scenes(tmp_path / "nothing-here") == "default"
     plain = EmbeddedEditor(tiny_editor()).save(tmp_path / "plain")

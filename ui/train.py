@@ -1,8 +1,9 @@
 """The Train tab: start, watch, stop and resume online RL (Flow-GRPO) of the editor.
 
-A run is a separate process (:class:`spatialreward.rl.runs.Launcher`), so the app keeps
-answering while it trains; everything shown is read back from the store and the run's
-folder, refreshed by a timer. This module imports no torch.
+A run is a separate process, so the app keeps answering while it trains; everything shown
+is read back through the service layer (``Services.rl_form``, ``rl_config``, ``rl_status``,
+``rl_view``, ``start_rl`` / ``stop_run`` / ``resume_run``), refreshed by a timer. This
+module imports no torch and no ``rl`` module.
 
 API: ``/start_rl`` (policy, rewards, prompts, ops, eval prompts, steps, prompts per step,
 group size, sampling steps, lr, noise level, KL weight, clip range, timestep fraction,
@@ -20,15 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
-from PIL import Image
 
 from spatialreward.errors import InputError, StudioError
-from spatialreward.judgment import Region
-from spatialreward.overlay import draw_regions
-from spatialreward.rl.charts import curves_figure, history_from_metrics
-from spatialreward.rl.config import ORACLE, RLConfig, parse_reward_mix, recorded_scenes
-from spatialreward.rl.prompts import SCENES
-from spatialreward.rl.runs import REPO
 from spatialreward.service import Services
 from spatialreward.synth.language import OPERATIONS
 
@@ -38,22 +32,6 @@ from .text import plain
 HEAD = ""
 
 REFRESH_S = 3.0
-GALLERY_PX = 192
-DEFAULTS = RLConfig()
-
-
-def policy_choices(root: Path, repo: Path = REPO) -> list[str]:
-    """Editor checkpoints to offer: under models/ and the RL runs' last checkpoints."""
-    found = []
-    for base in (repo / "models", root / "runs"):
-        if base.is_dir():
-            for weights in sorted(base.rglob("editor.safetensors")):
-                folder = weights.parent
-                try:
-                    found.append(folder.relative_to(repo).as_posix())
-                except ValueError:
-                    found.append(str(folder))
-    return found or [DEFAULTS.policy]
 
 
 def run_label(row: Mapping[str, Any]) -> str:
@@ -117,85 +95,12 @@ def alert_markdown(folder: Path | None, summary: Mapping[str, Any]) -> str:
             f" (alert at steps {steps})")
 
 
-def sample_gallery(store: Any, folder: Path | None, run_id: int, groups: int = 1
-                   ) -> list[tuple[Image.Image, str]]:
-    """The latest sample groups: the source, then each edit with its judge's regions drawn
-    and its reward, ground truth and reasoning as the caption."""
-    rows = store.rl_samples(run_id)[-groups:]
-    out: list[tuple[Image.Image, str]] = []
-    for row in reversed(rows):
-        detail: dict[str, Any] = {}
-        if folder is not None and (folder / "samples" / f"{row['id']}.json").is_file():
-            detail = json.loads((folder / "samples" / f"{row['id']}.json").read_text())
-        if row["source_sha256"]:
-            src = _big(store.image_bytes(row["source_sha256"]))
-            out.append((src, f"step {row['step']} source: {row['instruction']}"))
-        for k, (sha, reward) in enumerate(zip(row["images"], row["rewards"], strict=True)):
-            img = _big(store.image_bytes(sha))
-            caption = [f"reward {reward:.3f}" if reward is not None and math.isfinite(reward)
-                       else "reward: excluded (judgment failed)"]
-            truth = (detail.get("truth") or [None] * (k + 1))[k]
-            if truth:
-                caption.append(f"ground truth {'✓' if truth['success'] else '✗'} "
-                               f"(progress {truth['progress']:.2f}, spill {truth['spill']:.2f})")
-            judgments = (detail.get("judgments") or [{}] * (k + 1))[k]
-            judged = next((j for spec, j in judgments.items() if spec != ORACLE), None)
-            if judged is not None:
-                regions = [Region.from_dict(r) for r in judged.get("regions", [])]
-                img = draw_regions(img, regions)
-                reasoning = " ".join(judged.get("reasoning", "").split())
-                if judged.get("status") != "ok":
-                    reasoning = f"{judged.get('status')}: {judged.get('error') or ''}"
-                caption.append(reasoning[:220])
-            out.append((img, " · ".join(caption)))
-    return out
-
-
-def _big(data: bytes) -> Image.Image:
-    import io
-
-    img = Image.open(io.BytesIO(data)).convert("RGB")
-    return img.resize((GALLERY_PX, GALLERY_PX), Image.Resampling.BICUBIC)
-
-
-def build_config(policy: str, rewards: str, prompts: Any, ops: Sequence[str] | None,
-                 eval_prompts: Any, steps: Any, prompts_per_step: Any, group_size: Any,
-                 sampling_steps: Any, lr: Any, noise_level: Any, kl_weight: Any,
-                 clip_range: Any, timestep_fraction: Any, finetune: str,
-                 threads: Any = DEFAULTS.threads, scenes: str | None = None) -> RLConfig:
-    """The form's values as a validated RLConfig (a bad value is a clear error)."""
-    def whole(x: Any, name: str) -> int:
-        if x is None or x == "":
-            raise InputError(f"{name} is empty")
-        return int(x)
-
-    def real(x: Any, name: str) -> float:
-        if x is None or x == "":
-            raise InputError(f"{name} is empty")
-        return float(x)
-
-    policy = (policy or DEFAULTS.policy).strip()
-    return RLConfig(
-        policy=policy, rewards=parse_reward_mix(rewards or ""),
-        scenes=scenes or recorded_scenes(policy),
-        prompts=whole(prompts, "training prompts"), ops=tuple(ops or ()),
-        eval_prompts=whole(eval_prompts, "held-out prompts"), steps=whole(steps, "steps"),
-        prompts_per_step=whole(prompts_per_step, "prompts per step"),
-        group_size=whole(group_size, "group size"),
-        sampling_steps=whole(sampling_steps, "sampling steps"), lr=real(lr, "learning rate"),
-        noise_level=real(noise_level, "noise level"), kl_weight=real(kl_weight, "KL weight"),
-        clip_range=real(clip_range, "clip range"),
-        timestep_fraction=real(timestep_fraction, "timestep fraction"),
-        finetune=finetune or DEFAULTS.finetune, threads=whole(threads, "threads"))
-
-
 def build_train_tab(services: Services) -> None:
-    store = services.store
-    launcher = services.launcher
-    root = launcher.root
+    form = services.rl_form()
+    defaults = form["defaults"]
 
     def run_choices() -> list[tuple[str, str]]:
-        return [(run_label(r), str(r["id"])) for r in launcher.runs()]
+        return [(run_label(r), str(r["id"])) for r in services.rl_runs()]
 
     gr.Markdown("Improve the embedded editor with **Flow-GRPO**: it samples a group of edits "
                 "per SynthEdit prompt, a reward model judges them, and the policy moves toward "
@@ -203,7 +108,7 @@ def build_train_tab(services: Services) -> None:
                 "exact target (ground truth), so you can see whether the reward helps or is "
                 "being gamed. Runs train in their own process and are kept in the store.")
     with gr.Row():
-        policy = gr.Dropdown(policy_choices(root), value=DEFAULTS.policy,
+        policy = gr.Dropdown(form["policies"], value=defaults.policy,
                              allow_custom_value=True, label="Policy (editor checkpoint)",
                              scale=2, elem_id="train-policy")
         rewards = gr.Textbox(value="mini", label="Reward mix (BACKEND=WEIGHT, ...)", scale=3,
@@ -212,31 +117,31 @@ def build_train_tab(services: Services) -> None:
                                   "global-only ablation), or gt (the ground-truth oracle)",
                              elem_id="train-rewards")
     with gr.Row():
-        prompts = gr.Number(value=DEFAULTS.prompts, precision=0, label="Training prompts")
-        eval_prompts = gr.Number(value=DEFAULTS.eval_prompts, precision=0,
+        prompts = gr.Number(value=defaults.prompts, precision=0, label="Training prompts")
+        eval_prompts = gr.Number(value=defaults.eval_prompts, precision=0,
                                  label="Held-out prompts")
         ops = gr.CheckboxGroup(list(OPERATIONS), label="Operations (none ticked = all)",
                                scale=3)
-        scenes = gr.Dropdown(sorted(SCENES), value=recorded_scenes(DEFAULTS.policy),
+        scenes = gr.Dropdown(form["scenes"], value=services.policy_scenes(defaults.policy),
                              label="Scenes", info="follows the policy: what it was trained on",
                              elem_id="train-scenes")
     with gr.Accordion("Hyper-parameters (Flow-GRPO defaults)", open=False):
         with gr.Row():
-            steps = gr.Number(value=DEFAULTS.steps, precision=0, label="RL steps")
-            per_step = gr.Number(value=DEFAULTS.prompts_per_step, precision=0,
+            steps = gr.Number(value=defaults.steps, precision=0, label="RL steps")
+            per_step = gr.Number(value=defaults.prompts_per_step, precision=0,
                                  label="Prompts per step")
-            group = gr.Number(value=DEFAULTS.group_size, precision=0, label="Group size G")
-            sampling = gr.Number(value=DEFAULTS.sampling_steps, precision=0,
+            group = gr.Number(value=defaults.group_size, precision=0, label="Group size G")
+            sampling = gr.Number(value=defaults.sampling_steps, precision=0,
                                  label="Sampler steps")
             processes = gr.Number(value=1, precision=0, label="Processes (torchrun)")
         with gr.Row():
-            lr = gr.Number(value=DEFAULTS.lr, label="Learning rate")
-            noise = gr.Number(value=DEFAULTS.noise_level, label="Noise level")
-            kl = gr.Number(value=DEFAULTS.kl_weight, label="KL weight")
-            clip = gr.Number(value=DEFAULTS.clip_range, label="Clip range")
-            fraction = gr.Number(value=DEFAULTS.timestep_fraction, label="Timestep fraction")
-            finetune = gr.Radio(["lora", "full"], value=DEFAULTS.finetune, label="Fine-tune")
-            threads = gr.Number(value=DEFAULTS.threads, precision=0,
+            lr = gr.Number(value=defaults.lr, label="Learning rate")
+            noise = gr.Number(value=defaults.noise_level, label="Noise level")
+            kl = gr.Number(value=defaults.kl_weight, label="KL weight")
+            clip = gr.Number(value=defaults.clip_range, label="Clip range")
+            fraction = gr.Number(value=defaults.timestep_fraction, label="Timestep fraction")
+            finetune = gr.Radio(["lora", "full"], value=defaults.finetune, label="Fine-tune")
+            threads = gr.Number(value=defaults.threads, precision=0,
                                 label="CPU threads per process")
     with gr.Row():
         name = gr.Textbox(label="Run name (optional)", scale=2)
@@ -264,18 +169,14 @@ def build_train_tab(services: Services) -> None:
         except (TypeError, ValueError):
             raise InputError("pick a run first") from None
 
-    def summary(run_id: int) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, float]]]:
-        row = launcher.status(run_id)
-        if row["kind"] != "rl":
-            raise InputError(f"run {run_id} is a {row['kind']} run; pick an RL run")
-        history = history_from_metrics(store.metrics(run_id))
-        return row, status_summary(row, history), history
+    def summary(run_id: int) -> dict[str, Any]:
+        return status_summary(*services.rl_status(run_id))
 
     def views(run_id: int) -> tuple[Any, ...]:
-        row, s, history = summary(run_id)
-        folder = launcher.folder(row) if row.get("out_dir") else None
-        return (status_markdown(s), alert_markdown(folder, s), curves_figure(history),
-                sample_gallery(store, folder, run_id), launcher.log_tail(run_id))
+        view = services.rl_view(run_id)
+        s = status_summary(view["row"], view["history"])
+        return (status_markdown(s), alert_markdown(view["folder"], s), view["curves"],
+                view["samples"], view["log"])
 
     def picks(value: str | None = None) -> Any:
         fresh = run_choices()
@@ -283,14 +184,13 @@ def build_train_tab(services: Services) -> None:
 
     @user_errors
     def on_start(request: gr.Request, *values: Any) -> dict[str, Any]:
-        *form, n_proc, label = values
-        services.policy_folder(form[0] or DEFAULTS.policy)  # before anything reads it
-        config = build_config(*form)
+        *fields, n_proc, label = values
+        config = services.rl_config(*fields)
         run_id = services.start_rl(config, name=label or "", processes=int(n_proc or 1),
                                    user=username(request))
-        return summary(run_id)[1]
+        return summary(run_id)
 
-    policy.change(lambda p: gr.update(value=services.policy_scenes(p or DEFAULTS.policy)),
+    policy.change(lambda p: gr.update(value=services.policy_scenes(p or defaults.policy)),
                   inputs=[policy], outputs=[scenes], api_visibility="private")
     start_inputs = [policy, rewards, prompts, ops, eval_prompts, steps, per_step, group,
                     sampling, lr, noise, kl, clip, fraction, finetune, threads, scenes,
@@ -304,7 +204,7 @@ def build_train_tab(services: Services) -> None:
     def on_stop(run_id: Any, request: gr.Request) -> dict[str, Any]:
         rid = parse_id(run_id)
         services.stop_run(rid, user=username(request))
-        return summary(rid)[1]
+        return summary(rid)
 
     stop.click(on_stop, inputs=[run_pick], outputs=[status_json], api_name="stop_rl")
 
@@ -312,7 +212,7 @@ def build_train_tab(services: Services) -> None:
     def on_resume(run_id: Any, request: gr.Request) -> dict[str, Any]:
         rid = parse_id(run_id)
         services.resume_run(rid, user=username(request))
-        return summary(rid)[1]
+        return summary(rid)
 
     resume.click(on_resume, inputs=[run_pick], outputs=[status_json], api_name="resume_rl")
 
@@ -320,7 +220,7 @@ def build_train_tab(services: Services) -> None:
     def rl_status(run_id: str) -> dict[str, Any]:
         """An RL run's status, latest reward / ground truth / KL, held-out ground-truth
         success at the start and now, and the steps with a reward-hacking alert."""
-        return summary(parse_id(run_id))[1]
+        return summary(parse_id(run_id))
 
     gr.api(rl_status, api_name="rl_status")
 
@@ -335,11 +235,9 @@ def build_train_tab(services: Services) -> None:
     def signature(run_id: Any) -> str:
         """What changes when a run makes progress (the timer redraws only then)."""
         try:
-            rid = parse_id(run_id)
-            row = launcher.status(rid)
+            return services.rl_progress(parse_id(run_id))
         except StudioError:
             return ""
-        return f"{rid}:{row['status']}:{len(store.metrics(rid))}:{len(store.rl_samples(rid))}"
 
     def on_tick(run_id: Any, last: str) -> tuple[Any, ...]:
         now = signature(run_id)
