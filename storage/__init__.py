@@ -1,4 +1,4 @@
-"""The Studio's data on disk: the pair format and (next) the SQLite store.
+"""The Studio's data on disk: the pair format and the SQLite judgment store (``storage.store``).
 
 :func:`resolve_inside` is the guard every loader uses for paths that come from a data
 file (a JSONL row, a dataset column): such a path may not escape its folder.

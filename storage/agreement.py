@@ -19,7 +19,6 @@ candidate by the chosen backend).
 from __future__ import annotations
 
 import heapq
-import json
 from collections import Counter, defaultdict
 from collections.abc import Mapping
 from typing import Any
@@ -49,12 +48,8 @@ def _label(preferred: int | None, both_bad: int) -> str:
 def human_votes(store: Store) -> dict[int, dict[str, int]]:
     """Current votes per item (label -> count), counted in SQL over ``human_current``
     (one scan of a covering index)."""
-    with store._lock:
-        rows = store.db.conn.execute(
-            "SELECT item_id, preferred, both_bad, COUNT(*) FROM human_current "
-            "GROUP BY item_id, preferred, both_bad").fetchall()
     votes: dict[int, dict[str, int]] = {}
-    for item_id, preferred, both_bad, n in rows:
+    for item_id, preferred, both_bad, n in store.vote_counts():
         labels = votes.setdefault(item_id, {})
         label = _label(preferred, both_bad)
         labels[label] = labels.get(label, 0) + n
@@ -63,9 +58,7 @@ def human_votes(store: Store) -> dict[int, dict[str, int]]:
 
 def default_backend(store: Store) -> str | None:
     """The backend with the most stored judgments."""
-    row = store._one("SELECT backend, COUNT(*) AS n FROM model_judgments GROUP BY backend "
-                     "ORDER BY n DESC, backend LIMIT 1")
-    return None if row is None else str(row["backend"])
+    return next(iter(store.backend_counts()), None)
 
 
 def model_scores(store: Store, backend: str, sizes: Mapping[int, int] | None = None
@@ -73,18 +66,9 @@ def model_scores(store: Store, backend: str, sizes: Mapping[int, int] | None = N
     """item -> candidate -> overall, the latest judgment of each candidate by ``backend``
     (only items whose every candidate is judged). ``sizes``: item -> number of
     candidates, when the caller already read it."""
-    with store._lock:
-        # The covering index (backend, item_id, candidate, id, overall) yields rows in
-        # this order without a sort; a later judgment of a candidate overwrites an older.
-        rows = store.db.conn.execute(
-            "SELECT item_id, candidate, overall FROM model_judgments "
-            "WHERE backend = ? AND overall IS NOT NULL ORDER BY item_id, candidate, id",
-            [backend]).fetchall()
-        if sizes is None:
-            sizes = dict(store.db.conn.execute("SELECT id, n_candidates FROM items").fetchall())
-    scores: dict[int, dict[int, float]] = {}
-    for item_id, candidate, overall in rows:
-        scores.setdefault(item_id, {})[candidate] = overall
+    scores = store.overall_scores(backend)
+    if sizes is None:
+        sizes = store.candidate_counts()
     return {i: s for i, s in scores.items() if len(s) == sizes.get(i)}
 
 
@@ -102,8 +86,7 @@ def disagreement_queue(store: Store, backend: str | None = None, min_judgments: 
     and items with fewer than ``min_judgments`` current judgments, fewest first."""
     backend = backend or default_backend(store)
     votes = human_votes(store)
-    with store._lock:
-        sizes = dict(store.db.conn.execute("SELECT id, n_candidates FROM items").fetchall())
+    sizes = store.candidate_counts()
     scores = model_scores(store, backend, sizes) if backend else {}
     found = []  # (-margin, item, model's top candidates, human pick, judgments)
     for item_id, s in scores.items():
@@ -132,10 +115,13 @@ def disagreement_queue(store: Store, backend: str | None = None, min_judgments: 
             "total_needing_judgments": len(few)}
 
 
-def _gold_label(truth_ranking: str | None) -> str | None:
-    if truth_ranking is None:
-        return None
-    first = json.loads(truth_ranking)[0]
+def _gold_label(truth_ranking: list[Any]) -> str:
+    """The nominal label of a truth ranking's best (``tie`` when shared).
+
+    >>> _gold_label([2, [0, 1]]), _gold_label([[0, 1]])
+    ('2', 'tie')
+    """
+    first = truth_ranking[0]
     if isinstance(first, list):
         return str(first[0]) if len(first) == 1 else "tie"
     return str(first)
@@ -148,16 +134,12 @@ def agreement(store: Store, backend: str | None = None) -> dict[str, Any]:
     import numpy as np
     from sklearn.metrics import cohen_kappa_score
 
-    rows = store._all("SELECT h.item_id, a.name, h.preferred, h.both_bad, i.truth_ranking "
-                      "FROM current_human_judgments h JOIN annotators a ON a.id = h.annotator_id "
-                      "JOIN items i ON i.id = h.item_id ORDER BY h.id")
     # label of each (annotator, item); an annotator has at most one current judgment of
     # an item unless they judged it twice without editing: the latest one counts.
     labels: dict[str, dict[int, str]] = defaultdict(dict)
-    gold: dict[int, str | None] = {}
-    for r in rows:
-        labels[r["name"]][r["item_id"]] = _label(r["preferred"], r["both_bad"])
-        gold[r["item_id"]] = _gold_label(r["truth_ranking"])
+    for r in store.current_votes():
+        labels[r["annotator"]][r["item_id"]] = _label(r["preferred"], r["both_bad"])
+    gold = {i: _gold_label(t) for i, t in store.truth_rankings().items()}
     by_item: dict[int, dict[str, str]] = defaultdict(dict)
     for name, its in labels.items():
         for item_id, lab in its.items():

@@ -9,8 +9,9 @@ stored. The model's verdict is not part of what is shown; :func:`model_verdict` 
 it, in the same labels, for after the vote.
 
 Votes follow the store's append-only rules: voting again on an item supersedes the
-annotator's current judgment of it (an edit), and :func:`undo_last` appends a retraction
-of the annotator's most recent current judgment.
+annotator's current judgment of it (an edit), and :func:`undo_last` undoes the annotator's
+most recent current judgment: an edit goes back to the vote before it, a first vote is
+retracted (``Store.undo_human_judgment``).
 
 Every function here takes the store first and raises the store's named errors
 (``UnknownItemError``, ``UnknownAnnotatorError``, ``InvalidJudgmentError``) or
@@ -20,7 +21,6 @@ Every function here takes the store first and raises the store's named errors
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import random
 import re
@@ -33,6 +33,7 @@ from spatialreward.errors import (
     InvalidJudgmentError,
     NotYourJudgmentError,
     UnknownAnnotatorError,
+    UnknownItemError,
 )
 from spatialreward.judgment import Judgment
 
@@ -114,8 +115,7 @@ def queue_items(store: Store, queue: str, backend: str | None = None) -> list[in
         rows = q["disagreements"] if queue == "disagreements" else q["needs_judgments"]
         return [int(r["item_id"]) for r in rows]
     if queue == "gold":
-        return [int(r["id"]) for r in store._all(
-            "SELECT id FROM items WHERE truth_ranking IS NOT NULL ORDER BY id")]
+        return list(store.truth_rankings())
     if queue == "flagged":
         return store.flagged_items()
     raise InputError(f"no queue {queue!r}; choose one of {', '.join(QUEUES)}")
@@ -123,9 +123,7 @@ def queue_items(store: Store, queue: str, backend: str | None = None) -> list[in
 
 def judged_items(store: Store, annotator: str) -> set[int]:
     """Items ``annotator`` has a current (not undone, not superseded) judgment of."""
-    return {int(r["item_id"]) for r in store._all(
-        "SELECT DISTINCT item_id FROM current_human_judgments WHERE annotator_id = ?",
-        [store.annotator_id(annotator)])}
+    return store.judged_item_ids(annotator)
 
 
 def next_item(store: Store, annotator: str, queue: str = "all", *, after: int | None = None,
@@ -272,16 +270,6 @@ def _map_regions(regions: Sequence[Mapping[str, Any]] | None, order: Sequence[in
 # -- votes --------------------------------------------------------------------------------
 
 
-def _current(store: Store, annotator_id: int, item_id: int | None = None) -> dict[str, Any] | None:
-    """The annotator's most recent current judgment (of ``item_id``, when given)."""
-    if item_id is None:
-        return store._one("SELECT id, item_id FROM current_human_judgments "
-                          "WHERE annotator_id = ? ORDER BY id DESC LIMIT 1", [annotator_id])
-    return store._one("SELECT id, item_id FROM current_human_judgments "
-                      "WHERE annotator_id = ? AND item_id = ? ORDER BY id DESC LIMIT 1",
-                      [annotator_id, item_id])
-
-
 def annotate(store: Store, annotator: str, item_id: int, choice: str, *,
              order: Sequence[int] | None = None, scores: Mapping[str, Any] | None = None,
              regions: Sequence[Mapping[str, Any]] | None = None, comment: str = "",
@@ -293,35 +281,49 @@ def annotate(store: Store, annotator: str, item_id: int, choice: str, *,
     the shown labels of ``order`` (default: :func:`side_order`). A second vote on the same
     item supersedes the first."""
     n = int(store.item(item_id)["n_candidates"])  # UnknownItemError
-    who = store.annotator_id(annotator)  # UnknownAnnotatorError
+    store.annotator_id(annotator)  # UnknownAnnotatorError
     shown = side_order(annotator, item_id, n) if order is None else check_order(order, n)
     pref = preference(choice, shown)
     mapped_scores = _map_scores(scores, shown)
     mapped_regions = _map_regions(regions, shown)
     with store.write():  # the lookup and the insert are one step for concurrent votes
-        previous = _current(store, who, item_id)
+        previous = store.last_human_judgment(annotator, item_id)
         return store.add_human_judgment(
             item_id, annotator, pref, scores=mapped_scores, regions=mapped_regions,
             comment=(comment or "").strip(), seconds_spent=seconds_spent,
-            supersedes=None if previous is None else int(previous["id"]))
+            supersedes=None if previous is None else previous.id)
 
 
 @dataclass(frozen=True)
 class Undone:
+    """What :func:`undo_last` did."""
+
     retraction_id: int
+    """The row the undo wrote: a retraction, or (``restored``) a judgment that brings
+    back the vote before the undone edit."""
     judgment_id: int
+    """The judgment undone."""
     item_id: int
+    restored: bool = False
+    """True when the undo went back to the previous vote (the undone row was an edit)."""
+
+    @property
+    def current_id(self) -> int | None:
+        """The annotator's current judgment of the item after the undo (None: no vote)."""
+        return self.retraction_id if self.restored else None
 
 
 def undo_last(store: Store, annotator: str) -> Undone:
-    """Retract ``annotator``'s most recent current judgment (never anyone else's)."""
-    who = store.annotator_id(annotator)
+    """Undo ``annotator``'s most recent current judgment (never anyone else's): an edit
+    goes back to the vote before it, a first vote is retracted."""
+    store.annotator_id(annotator)  # UnknownAnnotatorError
     with store.write():
-        row = _current(store, who)
-        if row is None:
+        last = store.last_human_judgment(annotator)
+        if last is None:
             raise InvalidJudgmentError(f"{annotator!r} has no current vote to undo")
-        rid = store.undo_human_judgment(int(row["id"]), annotator)
-    return Undone(rid, int(row["id"]), int(row["item_id"]))
+        rid = store.undo_human_judgment(last.id, annotator)
+        restored = store.human_judgment(rid).kind == "judgment"
+    return Undone(rid, last.id, last.item_id, restored)
 
 
 # -- what is shown ------------------------------------------------------------------------
@@ -343,18 +345,11 @@ def predicted_regions(store: Store, item_id: int, order: Sequence[int],
                       backend: str | None = None) -> dict[str, list[dict[str, Any]]]:
     """The regions of the latest stored model judgment of each candidate (of ``backend``
     when given), by shown label; labels without a stored judgment are left out."""
-    sql = "SELECT candidate, judgment FROM model_judgments WHERE item_id = ?"
-    params: list[Any] = [item_id]
-    if backend is not None:
-        sql += " AND backend = ?"
-        params.append(backend)
-    latest: dict[int, str] = {}
-    for r in store._all(sql + " ORDER BY id", params):
-        latest[int(r["candidate"])] = r["judgment"]
+    latest = store.latest_model_judgments(item_id, backend)
     out: dict[str, list[dict[str, Any]]] = {}
     for pos, k in enumerate(order):
         if k in latest:
-            regions = json.loads(latest[k]).get("regions", [])
+            regions = latest[k].get("regions", [])
             out[LABELS[pos]] = [{"bbox_2d": list(r["bbox_2d"]), "label": r.get("label", "")}
                                 for r in regions]
     return out
@@ -382,19 +377,18 @@ def model_verdict(judgments: Sequence[Judgment], order: Sequence[int]) -> dict[s
 
 def vote_label(store: Store, judgment_id: int, order: Sequence[int]) -> str:
     """A stored judgment in shown labels: ``A``, ``tie``, ``both bad`` or a ranking."""
-    row = store._one("SELECT ranking, preferred, both_bad FROM human_judgments WHERE id = ?",
-                     [judgment_id])
-    if row is None:
-        raise InvalidJudgmentError(f"no human judgment {judgment_id}")
+    try:
+        vote = store.human_judgment(judgment_id)
+    except UnknownItemError:
+        raise InvalidJudgmentError(f"no human judgment {judgment_id}") from None
     pos = {k: LABELS[p] for p, k in enumerate(order)}
-    if row["both_bad"]:
+    if vote.both_bad:
         return "both bad"
-    ranking = json.loads(row["ranking"]) if row["ranking"] else []
-    if len(order) > 2 and len(ranking) > 1 and not (
-            len(ranking) == 2 and isinstance(ranking[1], list)):
-        return " > ".join(" = ".join(pos[k] for k in (g if isinstance(g, list) else [g]))
-                          for g in ranking)
-    return "tie" if row["preferred"] is None else pos[int(row["preferred"])]
+    ranking = vote.ranking or ()
+    # A single pick over a tie of the rest reads as that pick; anything else as a ranking.
+    if len(order) > 2 and len(ranking) > 1 and not (len(ranking) == 2 and len(ranking[1]) > 1):
+        return " > ".join(" = ".join(pos[k] for k in g) for g in ranking)
+    return "tie" if vote.preferred is None else pos[int(vote.preferred)]
 
 
 # -- the optional fields, as typed on screen ----------------------------------------------

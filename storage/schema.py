@@ -11,7 +11,7 @@ from sqlite_utils import Database, Migrations
 
 migrations = Migrations("spatialreward-studio")
 
-SCHEMA_VERSION = 4  # number of migrations below; `db stats` reports the applied count
+SCHEMA_VERSION = 5  # number of migrations below; `db stats` reports the applied count
 
 
 @migrations()
@@ -251,3 +251,25 @@ def m004_interrupted_runs(db: Database) -> None:
         conn.execute(f"PRAGMA schema_version = {int(version) + 1}")
     finally:
         conn.execute("PRAGMA writable_schema = OFF")
+
+
+@migrations()
+def m005_restores(db: Database) -> None:
+    """Undo goes back one version: undoing an edit writes a judgment that copies the
+    previous version's content, and its new column ``restores`` names the row that content
+    comes from (``storage.humans``). A trigger refuses a ``restores`` that is not an
+    earlier judgment of the same annotator and item, or that is set on a retraction or on
+    a row that supersedes nothing. Old rows keep NULL: nothing they say changes."""
+    db.executescript(
+        """
+        ALTER TABLE human_judgments ADD COLUMN restores INTEGER REFERENCES human_judgments(id);
+        CREATE TRIGGER human_judgments_restores_own BEFORE INSERT ON human_judgments
+        WHEN NEW.restores IS NOT NULL AND (
+            NEW.kind != 'judgment' OR NEW.supersedes IS NULL OR NOT EXISTS (
+                SELECT 1 FROM human_judgments
+                WHERE id = NEW.restores AND annotator_id = NEW.annotator_id
+                  AND item_id = NEW.item_id AND kind = 'judgment'))
+        BEGIN SELECT RAISE(ABORT, 'restores must name your own earlier judgment of this item');
+        END;
+        """
+    )

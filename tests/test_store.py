@@ -63,7 +63,7 @@ def counts(store: Store) -> dict[str, int]:
 def test_open_applies_migrations_once_and_sets_pragmas(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "studio.db"
     s = Store.open(path)
-    assert s.schema_version == SCHEMA_VERSION == 4
+    assert s.schema_version == SCHEMA_VERSION == 5
     assert s.db.journal_mode == "wal"
     assert s.db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert s.db.execute("PRAGMA busy_timeout").fetchone()[0] >= 1000
@@ -72,7 +72,8 @@ def test_open_applies_migrations_once_and_sets_pragmas(tmp_path: Path) -> None:
     again = Store.open(path)  # reopening applies nothing twice
     rows = list(again.db["_sqlite_migrations"].rows)
     assert [r["name"] for r in rows] == [
-        "m001_initial", "m002_flags", "m003_no_replace", "m004_interrupted_runs"]
+        "m001_initial", "m002_flags", "m003_no_replace", "m004_interrupted_runs",
+        "m005_restores"]
     again.close()
 
 
@@ -138,11 +139,16 @@ def test_edit_and_undo_write_new_rows_and_keep_history(store: Store) -> None:
     edit = store.add_human_judgment(item, "ann", "tie", supersedes=first, comment="edit")
     (current,) = store.human_judgments(item)
     assert current.id == edit and current.label == "tie" and current.supersedes == first
-    undo = store.undo_human_judgment(edit, "ann")
+    # Undoing the edit brings the first vote back (a new row), undoing that retracts it.
+    restored = store.undo_human_judgment(edit, "ann")
+    (current,) = store.human_judgments(item)
+    assert (current.id, current.label, current.comment) == (restored, "0", "first")
+    undo = store.undo_human_judgment(restored, "ann")
     assert store.human_judgments(item) == []
     history = store.human_judgments(item, history=True)
-    assert [(h.id, h.kind, h.supersedes) for h in history] == [
-        (first, "judgment", None), (edit, "judgment", first), (undo, "retraction", edit)]
+    assert [(h.id, h.kind, h.supersedes, h.restores) for h in history] == [
+        (first, "judgment", None, None), (edit, "judgment", first, None),
+        (restored, "judgment", edit, first), (undo, "retraction", restored, None)]
     # A superseded row cannot be edited again (that would fork the history).
     with pytest.raises(InvalidJudgmentError, match="already edited"):
         store.add_human_judgment(item, "ann", 1, supersedes=first)

@@ -286,7 +286,9 @@ def test_the_current_votes_cannot_be_forged(store: Store, sql: str) -> None:
 def test_edits_and_undos_still_keep_human_current(store: Store) -> None:
     item, jid = _one_vote(store)
     edit = store.add_human_judgment(item, "ana", 1, supersedes=jid)
-    store.undo_human_judgment(edit, "ana")
+    restored = store.undo_human_judgment(edit, "ana")
+    assert [(h.id, h.preferred) for h in store.human_judgments(item)] == [(restored, 0)]
+    store.undo_human_judgment(restored, "ana")
     again = store.add_human_judgment(item, "ana", "tie")
     assert [h.id for h in store.human_judgments(item)] == [again]
     assert store.integrity() == []
