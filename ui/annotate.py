@@ -270,11 +270,12 @@ def build_annotate_tab(services: Services) -> None:
         state = dict(state or {})
         verdict_now: Any = gr.update()
         if state.get("item_id") == undone.item_id:
-            state["vote"] = None
+            state["vote"] = undone.current_id  # the previous vote when an edit was undone
             verdict_now = HIDDEN_VERDICT
+        what = (f"your previous vote is back (#{undone.current_id})" if undone.restored
+                else f"retraction #{undone.retraction_id}")
         return (state, verdict_now, str(ann.progress(store(), annotator, queue_name)),
-                f"Undid your vote on item {undone.item_id} (retraction "
-                f"#{undone.retraction_id}).")
+                f"Undid your vote on item {undone.item_id}: {what}.")
 
     # The UI's own events stay out of the API (their inputs are screen state); each still
     # has a stable name.
