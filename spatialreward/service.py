@@ -41,6 +41,7 @@ from .regions import PixelEvidence, propose_regions
 if TYPE_CHECKING:
     from storage.store import Store
 
+    from .annotation import Annotation
     from .rl.config import RLConfig
     from .rl.runs import Launcher
 
@@ -442,6 +443,13 @@ class Services:
         """Export the whole store for download: (file, items)."""
         self.require(user, "export")
         return datasets.export_store(self.store, fmt, datasets.export_folder(self.data_root))
+
+    @property
+    def annotation(self) -> Annotation:
+        """The Annotate tab's calls (:class:`~spatialreward.annotation.Annotation`)."""
+        from .annotation import Annotation
+
+        return Annotation(self)
 
     @property
     def launcher(self) -> Launcher:

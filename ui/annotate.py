@@ -25,19 +25,15 @@ API (``gradio_client``):
 # No ``from __future__ import annotations`` here: gr.api reads the API functions' return
 # annotations at runtime to describe the endpoints.
 
-import io
 import json
 import logging
 import time
 from typing import Any
 
 import gradio as gr
-from PIL import Image
 
 from spatialreward.errors import InputError
 from spatialreward.service import Services
-from storage import annotate as ann
-from storage.store import SCORE_DIMENSIONS
 
 from .errors import redact_paths, user_errors
 from .text import plain
@@ -72,18 +68,13 @@ STORAGE_KEY = "spatialreward-annotator"
 STORAGE_SECRET = "spatialreward-annotator-name"
 
 
-def _image(store: Any, sha: str) -> Image.Image:
-    return Image.open(io.BytesIO(store.image_bytes(sha))).convert("RGB")
-
-
 def build_annotate_tab(services: Services) -> None:
     auth = services.config.auth
-
-    def store() -> Any:
-        return services.store
+    ann = services.annotation
+    SCORE_DIMENSIONS = ann.SCORE_DIMENSIONS  # noqa: N806
 
     def identify(name: str | None, request: gr.Request | None) -> str:
-        return ann.resolve_annotator(store(), name, getattr(request, "username", None), auth)
+        return ann.identify(name, getattr(request, "username", None))
 
     saved_name = gr.BrowserState("", storage_key=STORAGE_KEY, secret=STORAGE_SECRET)
     session = gr.State({})  # item_id, order, shown_at, prefill (regions text), vote
@@ -139,29 +130,28 @@ def build_annotate_tab(services: Services) -> None:
     def item_view(annotator: str | None, queue_name: str, item_id: int | None,
                   note: str = "") -> tuple[Any, ...]:
         """Everything ``item_outputs`` shows for one item (or for none)."""
-        s = store()
         if annotator is None or item_id is None:
             text = ("*Type your name and press Start.*" if annotator is None
                     else "**Nothing left to judge in this queue.** Pick another queue.")
-            done = "" if annotator is None else str(ann.progress(s, annotator, queue_name))
+            done = "" if annotator is None else str(ann.progress(annotator, queue_name))
             return ({}, text, None, [], gr.update(visible=True), gr.update(visible=True),
                     gr.update(visible=False, value=""), gr.update(visible=False), [], "", "",
                     HIDDEN_VERDICT, done, note)
-        shown = ann.shown_item(s, annotator, item_id)
+        shown = ann.shown_item(annotator, item_id)
         n, labels = shown["n_candidates"], shown["labels"]
-        prefill = ann.format_regions(ann.predicted_regions(s, item_id, shown["order"]))
+        prefill = ann.prefill_regions(item_id, shown["order"])
         state = {"item_id": item_id, "order": shown["order"], "shown_at": time.monotonic(),
                  "prefill": prefill, "vote": None}
         pair = n == 2
         return (state, f"**Item {item_id}** · {plain(shown['instruction'])}",
-                _image(s, shown["source"]),
-                gr.update(value=[(_image(s, sha), label)
+                ann.image(shown["source"]),
+                gr.update(value=[(ann.image(sha), label)
                                  for sha, label in zip(shown["candidates"], labels, strict=True)],
                           columns=min(n, 4)),
                 gr.update(visible=pair), gr.update(visible=pair),
                 gr.update(visible=not pair, value=""), gr.update(visible=not pair),
                 [[label] + [""] * len(SCORE_DIMENSIONS) for label in labels], prefill, "",
-                HIDDEN_VERDICT, str(ann.progress(s, annotator, queue_name)), note)
+                HIDDEN_VERDICT, str(ann.progress(annotator, queue_name)), note)
 
     def identity_view(entered: str) -> tuple[Any, ...]:
         """(name, register button, who) for a typed or logged-in name; and the annotator
@@ -170,7 +160,7 @@ def build_annotate_tab(services: Services) -> None:
         if not entered:
             return (entered, gr.update(visible=False),
                     "*Type your name and press Start (Enter).*"), None
-        if ann.is_registered(store(), entered):
+        if ann.is_registered(entered):
             return (entered, gr.update(visible=False),
                     f"Annotating as **{entered}**."), entered
         return (entered, gr.update(visible=not auth, value=f"Register “{entered}”"),
@@ -179,7 +169,7 @@ def build_annotate_tab(services: Services) -> None:
 
     def show_next(annotator: str | None, queue_name: str, after: int | None = None,
                   note: str = "") -> tuple[Any, ...]:
-        item_id = None if annotator is None else ann.next_item(store(), annotator, queue_name,
+        item_id = None if annotator is None else ann.next_item(annotator, queue_name,
                                                                after=after)
         return item_view(annotator, queue_name, item_id, note)
 
@@ -208,7 +198,7 @@ def build_annotate_tab(services: Services) -> None:
         if auth:
             raise InputError("with login on, an admin registers annotators "
                              "(python -m spatialreward db add-annotator NAME --password)")
-        added = ann.register(store(), entered)
+        added = ann.register(entered)
         identity, annotator = identity_view(added)
         return (added, *identity, *show_next(annotator, queue_name))
 
@@ -231,19 +221,19 @@ def build_annotate_tab(services: Services) -> None:
             annotator = identify(entered, request)
             if not (state or {}).get("item_id"):
                 raise InputError("no item on screen to vote on; press Start or pick a queue")
-            s, order = store(), state["order"]
+            order = state["order"]
             typed = (region_text or "").strip()
             boxes = (None if typed == state["prefill"].strip()  # untouched model boxes
                      else ann.parse_regions(typed, len(order)))
             elapsed = time.monotonic() - state["shown_at"]
-            jid = ann.annotate(
-                s, annotator, state["item_id"], choice if choice else ranking_text,
+            jid = ann.vote(
+                annotator, state["item_id"], choice if choice else ranking_text,
                 order=order, scores=ann.parse_scores(_rows(score_rows)), regions=boxes,
                 comment=note, seconds_spent=elapsed if elapsed < 86_400 else None)
-            label = ann.vote_label(s, jid, order)
+            label = ann.vote_label(jid, order)
             edited = " (replacing your earlier vote)" if state.get("vote") else ""
             return ({**state, "vote": jid}, "*Asking the model…*",
-                    str(ann.progress(s, annotator, queue_name)),
+                    str(ann.progress(annotator, queue_name)),
                     f"Stored your vote **{label}**{edited} (judgment #{jid}, {elapsed:.1f} s). "
                     "Press **N** for the next item or **U** to undo.")
         return on_vote
@@ -252,21 +242,20 @@ def build_annotate_tab(services: Services) -> None:
     def on_reveal(state: dict[str, Any]) -> str:
         if not (state or {}).get("vote"):
             return HIDDEN_VERDICT
-        s, order = store(), state["order"]
+        order = state["order"]
         try:
-            judgments = services.judge_item(state["item_id"])
+            verdict = ann.verdict(state["item_id"], order)
         except Exception as err:  # shown as it is, never turned into a verdict
             log.exception("the model failed on item %s", state["item_id"])
             return ("**The model could not judge this item:** "
                     f"{type(err).__name__}: {plain(redact_paths(str(err)))}")
-        return verdict_text(ann.model_verdict(judgments, order),
-                            ann.vote_label(s, state["vote"], order))
+        return verdict_text(verdict, ann.vote_label(state["vote"], order))
 
     @user_errors
     def on_undo(entered: str, queue_name: str, state: dict[str, Any],
                 request: gr.Request) -> tuple[Any, ...]:
         annotator = identify(entered, request)
-        undone = ann.undo_last(store(), annotator)
+        undone = ann.undo(annotator)
         state = dict(state or {})
         verdict_now: Any = gr.update()
         if state.get("item_id") == undone.item_id:
@@ -274,7 +263,7 @@ def build_annotate_tab(services: Services) -> None:
             verdict_now = HIDDEN_VERDICT
         what = (f"your previous vote is back (#{undone.current_id})" if undone.restored
                 else f"retraction #{undone.retraction_id}")
-        return (state, verdict_now, str(ann.progress(store(), annotator, queue_name)),
+        return (state, verdict_now, str(ann.progress(annotator, queue_name)),
                 f"Undid your vote on item {undone.item_id}: {what}.")
 
     # The UI's own events stay out of the API (their inputs are screen state); each still
@@ -316,27 +305,26 @@ def build_annotate_tab(services: Services) -> None:
                      comment: str = "", seconds_spent: float | None = None) -> int:
         """Store a vote; choice, scores and regions use the shown labels (A, B, ...)."""
         who = identify(annotator, request)
-        return ann.annotate(store(), who, int(item_id), choice, scores=scores,
+        return ann.vote(who, int(item_id), choice, scores=scores,
                             regions=regions, comment=comment or "",
                             seconds_spent=seconds_spent)
 
     @user_errors
     def api_undo(request: gr.Request, annotator: str) -> int:
         """Retract the annotator's most recent current vote; returns the retraction id."""
-        return ann.undo_last(store(), identify(annotator, request)).retraction_id
+        return ann.undo(identify(annotator, request)).retraction_id
 
     @user_errors
     def api_next_item(request: gr.Request, annotator: str, queue: str = "all",
                       after: int | None = None) -> dict:
         """The next item the annotator has not judged in ``queue``, with its shown order."""
         who = identify(annotator, request)
-        s = store()
-        item_id = ann.next_item(s, who, queue, after=after)
-        done = ann.progress(s, who, queue)
+        item_id = ann.next_item(who, queue, after=after)
+        done = ann.progress(who, queue)
         shown: dict[str, Any] = {"item_id": None, "instruction": None, "n_candidates": 0,
                                  "order": [], "labels": []}
         if item_id is not None:
-            shown = {k: v for k, v in ann.shown_item(s, who, item_id).items()
+            shown = {k: v for k, v in ann.shown_item(who, item_id).items()
                      if k not in ("source", "candidates")}
         return {**shown, "queue": queue, "judged": done.judged, "total": done.total}
 
