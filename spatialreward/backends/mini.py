@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +25,7 @@ from PIL import Image
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
+from ..attention import summarise
 from ..errors import ConfigError
 from ..judgment import AttentionSummary, Judgment, Mask, Region
 from ..mini.features import PAD, SIZE, UNK, Features, Tokenizer, prepare
@@ -50,11 +50,6 @@ def _thing(color: int, shape: int) -> str | None:
 def _n_words(tokens: torch.Tensor) -> int:
     """Word positions of one instruction (at least one: the model always attends from one)."""
     return max(1, int((tokens != PAD).sum()))
-
-
-def _entropy(p: np.ndarray) -> float:
-    p = p / max(p.sum(), 1e-12)
-    return float(-(p * np.log(p + 1e-12)).sum())
 
 
 def _maps(out: dict, k: int) -> np.ndarray:
@@ -202,20 +197,11 @@ class MiniBackend:
         # (layers, heads, words, 2P) -> one distribution over the 2P patches
         w = torch.stack([a[k, :, :n_words] for a in out["attention"]]).mean((0, 1, 2)).numpy()
         p = len(w) // 2
-        src, edt = w[:p], w[p:]
-        top = max(1, math.ceil(0.05 * len(w)))
-        in_region = None
-        if f.valid.any():
+        inside = None
+        if f.valid.any():  # the same patch grid on both images
             masks = box_masks(torch.from_numpy(f.boxes[None]), SIZE // 8)[0].numpy()
             inside = masks[f.valid].max(0) > 0
-            in_region = float(src[inside].sum() + edt[inside].sum()) / float(w.sum())
-        return AttentionSummary(
-            source_share=round(float(src.sum() / w.sum()), 4),
-            entropy_source=round(_entropy(src), 4),
-            entropy_edited=round(_entropy(edt), 4),
-            concentration=round(float(np.sort(w)[::-1][:top].sum() / w.sum()), 4),
-            in_region_share=None if in_region is None else round(in_region, 4),
-        )
+        return summarise(w[:p], w[p:], inside, inside)
 
 
 @register("mini")

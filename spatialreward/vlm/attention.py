@@ -21,7 +21,6 @@ them, since piling attention on sinks is exactly the collapse they measure.
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..attention import summarise as summarise_weights
 from ..judgment import AttentionSummary
 
 _ACTIVE: ContextVar[Capture | None] = ContextVar("spatialreward_attention_capture", default=None)
@@ -373,11 +373,6 @@ def build_maps(raw: RawAttention, roles: Sequence[str], sinks: str = "suppress",
                          roles=tuple(roles), sinks=found)
 
 
-def _entropy(p: np.ndarray) -> float:
-    p = p / max(float(p.sum()), 1e-30)
-    return float(-(p * np.log(p + 1e-12)).sum())
-
-
 def token_centres_in_boxes(grid: tuple[int, int], boxes: Sequence[Sequence[int]]) -> np.ndarray:
     """(rows, cols) bool: tokens whose centre lies in any 0..1000 box.
 
@@ -400,22 +395,13 @@ def _grid(a: np.ndarray) -> tuple[int, int]:
 def summarise(source: np.ndarray | None, edited: np.ndarray,
               boxes: Sequence[Sequence[int]] = ()) -> AttentionSummary:
     """Attention-collapse diagnostics from raw (layers, heads, rows, cols) maps, with the
-    same definitions as the embedded model's (see :class:`~spatialreward.AttentionSummary`)."""
-    w_src = np.zeros(0) if source is None else source.mean((0, 1))
+    same definitions as every backend's (:func:`spatialreward.attention.summarise`); the
+    regions are the patches whose centre lies in a box."""
+    w_src = None if source is None else source.mean((0, 1))
     w_edt = edited.mean((0, 1))
-    total = max(float(w_src.sum() + w_edt.sum()), 1e-30)
-    everything = np.concatenate([w_src.ravel(), w_edt.ravel()])
-    top = max(1, math.ceil(0.05 * everything.size))
-    in_region = None
+    inside_src = inside_edt = None
     if boxes:
-        inside = float(w_edt[token_centres_in_boxes(_grid(w_edt), boxes)].sum())
-        if source is not None:
-            inside += float(w_src[token_centres_in_boxes(_grid(w_src), boxes)].sum())
-        in_region = round(inside / total, 4)
-    return AttentionSummary(
-        source_share=round(float(w_src.sum()) / total, 4),
-        entropy_source=round(_entropy(w_src.ravel()), 4) if w_src.size else 0.0,
-        entropy_edited=round(_entropy(w_edt.ravel()), 4),
-        concentration=round(float(np.sort(everything)[::-1][:top].sum()) / total, 4),
-        in_region_share=in_region,
-    )
+        inside_edt = token_centres_in_boxes(_grid(w_edt), boxes)
+        if w_src is not None:
+            inside_src = token_centres_in_boxes(_grid(w_src), boxes)
+    return summarise_weights(w_src, w_edt, inside_src, inside_edt)
