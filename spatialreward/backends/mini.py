@@ -13,20 +13,17 @@ the text-to-image attention of the forward pass that produced the scores.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 
 from ..attention import summarise
-from ..errors import ConfigError
+from ..checkpoints import read_checkpoint
 from ..judgment import AttentionSummary, Judgment, Mask, Region
 from ..mini.features import PAD, SIZE, UNK, Features, Tokenizer, prepare
 from ..mini.model import MiniConfig, MiniRewardModel, box_masks
@@ -65,25 +62,19 @@ class MiniBackend:
     name = "mini"
 
     def __init__(self, path: Path = DEFAULT_CHECKPOINT) -> None:
-        weights, config = path / "model.safetensors", path / "config.json"
-        if not weights.is_file() or not config.is_file():
-            raise ConfigError(
-                f"no SpatialReward-Mini checkpoint in {path} (need model.safetensors and "
-                "config.json); train one with `python -m spatialreward train-reward`"
-            )
-        try:
-            meta = json.loads(config.read_text())
+        ckpt = read_checkpoint(path, "model.safetensors", "config.json",
+                               what="SpatialReward-Mini",
+                               hint="train one with `python -m spatialreward train-reward`")
+
+        def make(meta: dict[str, Any]) -> MiniRewardModel:
             self.tokenizer = Tokenizer(meta["vocab"])
-            self.model = MiniRewardModel(MiniConfig(**meta["model"]))
-            self.model.load_state_dict(load_file(str(weights)))
-        except (ValueError, KeyError, TypeError, RuntimeError, OSError, SafetensorError) as err:
-            # not JSON / not safetensors / another architecture's weights
-            raise ConfigError(
-                f"{path.name} is not a usable SpatialReward-Mini checkpoint ({type(err).__name__}"
-                f": {str(err)[:200]}); point mini: at a folder written by `python -m "
-                "spatialreward train-reward`") from None
+            model = MiniRewardModel(MiniConfig(**meta["model"]))
+            model.load_state_dict(ckpt.state)
+            return model
+
+        self.model = ckpt.build("SpatialReward-Mini", make)
         self.model.eval()
-        digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:12]
+        meta, digest = ckpt.meta, ckpt.digest
         kind = "regions" if meta["model"].get("use_regions", True) else "global"
         self.version = f"{kind}-{digest}"
 

@@ -13,7 +13,6 @@ initial weights), ``none`` trains nothing (evaluation).
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -22,9 +21,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
+from ..checkpoints import read_checkpoint
 from ..errors import ConfigError
 from .editor import EditorConfig, EditorNet, encode
 from .lora import add_lora, lora_parameters, set_lora_enabled
@@ -100,23 +100,23 @@ class EmbeddedEditor:
     # -- checkpoints ------------------------------------------------------------------
     @classmethod
     def load(cls, path: str | Path, **kwargs: Any) -> EmbeddedEditor:
-        folder = Path(path)
-        weights, config = folder / WEIGHTS, folder / CONFIG
-        if not weights.is_file() or not config.is_file():
-            raise ConfigError(f"no editor checkpoint in {folder} (need {WEIGHTS} and {CONFIG}); "
-                              "train one with `python -m spatialreward train-editor --config "
-                              "configs/editor.json`")
-        meta = json.loads(config.read_text())
-        net = EditorNet(EditorConfig(**meta["editor"]))
-        lora = meta.get("lora")
-        if lora:
-            add_lora(net, int(lora["rank"]), float(lora["alpha"]), skip=("text.",))
-            net._lora_spec = {"rank": int(lora["rank"]),  # type: ignore[assignment]
-                              "alpha": float(lora["alpha"])}
-        net.load_state_dict(load_file(str(weights)))
-        digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:12]
-        kwargs.setdefault("shift", float(meta.get("shift", 1.0)))
-        return cls(net, version=digest, **kwargs)
+        ckpt = read_checkpoint(path, WEIGHTS, CONFIG, what="editor",
+                               hint="train one with `python -m spatialreward train-editor "
+                                    "--config configs/editor.json`")
+
+        def make(meta: dict[str, Any]) -> EditorNet:
+            net = EditorNet(EditorConfig(**meta["editor"]))
+            lora = meta.get("lora")
+            if lora:
+                add_lora(net, int(lora["rank"]), float(lora["alpha"]), skip=("text.",))
+                net._lora_spec = {"rank": int(lora["rank"]),  # type: ignore[assignment]
+                                  "alpha": float(lora["alpha"])}
+            net.load_state_dict(ckpt.state)
+            return net
+
+        net = ckpt.build("editor", make)
+        kwargs.setdefault("shift", float(ckpt.meta.get("shift", 1.0)))
+        return cls(net, version=ckpt.digest, **kwargs)
 
     def save(self, folder: str | Path, extra: dict[str, Any] | None = None) -> Path:
         out = Path(folder)
