@@ -68,6 +68,13 @@ def process_start(pid: int) -> int | None:
         return None
 
 
+def is_recorded_process(run: dict[str, Any], pid: int) -> bool:
+    """True when ``pid`` is running and is the very process recorded with ``run`` (its
+    start time matches ``pid_start``), not a later one that reuses the pid."""
+    started = process_start(pid)
+    return started is not None and started == run.get("pid_start") and _pid_alive(pid)
+
+
 def record_process(store: Any, run_id: int, pid: int | None = None) -> None:
     """Record ``pid`` (default: this process) as the run's process, with its start time."""
     pid = os.getpid() if pid is None else pid
@@ -153,8 +160,7 @@ class Launcher:
         proc = self._children.get(pid)
         if proc is not None:
             return proc.poll() is None
-        started = process_start(pid)
-        return started is not None and started == run.get("pid_start") and _pid_alive(pid)
+        return is_recorded_process(run, pid)
 
     def stop(self, run_id: int) -> dict[str, Any]:
         """Ask the run to stop (it checkpoints, then marks itself cancelled)."""
@@ -230,8 +236,7 @@ class Launcher:
                        f"or `{self.resume_command(row)}`")
             else:  # in-server runs: their server is gone (or it is this one, restarted)
                 pid = int(row["pid"] or 0)
-                gone = pid == os.getpid() or process_start(pid) != row.get("pid_start") \
-                    or not _pid_alive(pid)
+                gone = pid == os.getpid() or not is_recorded_process(row, pid)
                 how = "the server stopped while it ran; run the bench again"
             if gone:
                 self.store.update_run(row["id"], status="interrupted",
