@@ -26,7 +26,12 @@ from .access import LOCAL_ROLE, LoginThrottle
 from .backends.base import Backend
 from .bench import runs as bench_runs
 from .config import StudioConfig
-from .errors import InputError, PermissionDeniedError, UnknownBackendError
+from .errors import (
+    InputError,
+    PermissionDeniedError,
+    UnknownAnnotatorError,
+    UnknownBackendError,
+)
 from .images import (
     ASPECT_TOLERANCE,
     align_to_source,
@@ -154,10 +159,11 @@ class Services(RunServices):
             return LOCAL_ROLE
         if not user:
             raise PermissionDeniedError("log in first: this Studio requires a login")
-        for row in self.store.annotators():
-            if row["name"] == user:
-                return str(row["role"])
-        raise PermissionDeniedError(f"{user!r} is not a registered annotator; log in again")
+        try:
+            return str(self.store.annotator(user)["role"])
+        except UnknownAnnotatorError:
+            raise PermissionDeniedError(
+                f"{user!r} is not a registered annotator; log in again") from None
 
     def require(self, user: str | None, action: str) -> str:
         """``user``'s role, or :class:`PermissionDeniedError` when it may not ``action``."""
@@ -271,8 +277,15 @@ class Services(RunServices):
 
     def judge_item(self, item_id: int, backend: str | None = None) -> list[Judgment]:
         """Every candidate of a stored item judged through :meth:`judge_stored`."""
-        n = int(self.store.item(item_id)["n_candidates"])
-        return [self.judge_stored(item_id, k, backend)[0] for k in range(n)]
+        store, model = self.store, self.backend(backend)
+        item = store.item(item_id)
+        cached = [store.cached_judgment(item_id, k, model.name, model.version)
+                  for k in range(int(item["n_candidates"]))]
+        # The source is read and decoded once, and only when something must be judged.
+        source = None if all(cached) else self.load(
+            store.image_bytes(item["source_sha256"]), "source image")
+        return [j if j is not None else self.judge_stored(item_id, k, backend, source=source)[0]
+                for k, j in enumerate(cached)]
 
     def inspect_group(self, source: Any, candidates: Sequence[Any], instruction: str | None,
                       backend: str | None = None) -> list[Inspection]:

@@ -35,7 +35,7 @@ import gradio as gr
 from spatialreward.errors import InputError
 from spatialreward.service import Services
 
-from .errors import redact_paths, user_errors
+from .errors import redact_paths, user_errors, username
 from .text import plain
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ def build_annotate_tab(services: Services) -> None:
     SCORE_DIMENSIONS = ann.SCORE_DIMENSIONS  # noqa: N806
 
     def identify(name: str | None, request: gr.Request | None) -> str:
-        return ann.identify(name, getattr(request, "username", None))
+        return ann.identify(name, username(request))
 
     saved_name = gr.BrowserState("", storage_key=STORAGE_KEY, secret=STORAGE_SECRET)
     session = gr.State({})  # item_id, order, shown_at, prefill (regions text), vote
