@@ -5,7 +5,7 @@
 
 The whole file is read and checked first (:mod:`storage.records`), then written in one
 transaction of the store; image files are written before their rows, so a failed import
-removes the files it added.
+removes the files it added (under the write lock, see :func:`_import`).
 """
 
 from __future__ import annotations
@@ -202,34 +202,31 @@ def _import(store: Store, entries: Sequence[Entry], images: Iterable[Sequence[by
     roles = _roles(entries)
     counts = {"items": 0, "human_judgments": 0, "model_judgments": 0, "skipped": 0,
               "dropped_human_judgments": sum(e.dropped for e in entries)}
-    orphans: list[Path] = []
-    try:
-        with store.write():
-            # Checks against the store first (nothing written yet), then the writes.
-            _check_roles(store, roles)
-            items = [_existing_item(store, e) for e in entries]
-            plans = [_plan_humans(store, e, i) for e, i in zip(entries, items, strict=True)]
-            shas = {s for e in entries for s in e.shas}
-            fresh = [s for s in shas if not store.image_exists(s)]
-            try:
-                for name, (role, _) in roles.items():
-                    _ensure_annotator(store, name, role or "annotator")
-                for e, item_id, plan, data in zip(entries, items, plans, images, strict=True):
-                    try:
-                        _write_entry(store, e, item_id, plan, data, counts)
-                    except (StudioError, sqlite3.Error, OSError) as err:
-                        if isinstance(err, DataImportError):
-                            raise
-                        raise DataImportError(f"{e.where}: {err}; nothing was imported") from err
-            except BaseException:
-                # Image files are written before their rows; the rows roll back, so
-                # remove the files only this import added (read before the rollback).
-                orphans = _files(store, fresh)
-                raise
-    except BaseException:
-        for file in orphans:
-            file.unlink(missing_ok=True)
-        raise
+    with store.write():
+        # Checks against the store first (nothing written yet), then the writes.
+        _check_roles(store, roles)
+        items = [_existing_item(store, e) for e in entries]
+        plans = [_plan_humans(store, e, i) for e, i in zip(entries, items, strict=True)]
+        shas = {s for e in entries for s in e.shas}
+        fresh = [s for s in shas if not store.image_exists(s)]
+        try:
+            for name, (role, _) in roles.items():
+                _ensure_annotator(store, name, role or "annotator")
+            for e, item_id, plan, data in zip(entries, items, plans, images, strict=True):
+                try:
+                    _write_entry(store, e, item_id, plan, data, counts)
+                except (StudioError, sqlite3.Error, OSError) as err:
+                    if isinstance(err, DataImportError):
+                        raise
+                    raise DataImportError(f"{e.where}: {err}; nothing was imported") from err
+        except BaseException:
+            # Image files are written before their rows, and the rows roll back: remove
+            # the files only this import added, while it still holds the write lock.
+            # Another process's put_image of the same image waits for that lock and then
+            # checks its file again, so it writes the file anew instead of losing it.
+            for file in _files(store, fresh):
+                file.unlink(missing_ok=True)
+            raise
     return counts
 
 

@@ -416,6 +416,61 @@ def test_an_image_whose_file_an_orphan_sweep_removed_is_written_again(store: Sto
     assert store.image_bytes(sha) == data and store.integrity() == []
 
 
+def test_a_failed_import_removes_its_files_under_the_lock_so_a_concurrent_put_keeps_its_image(
+        store: Store, tmp_path: Path, monkeypatch) -> None:
+    """A failed import deletes the image files it added. Another writer (here a second
+    connection, as another process would hold) storing the same image meanwhile waits for
+    the write lock; it must find its file afterwards, so the deletion happens before the
+    import lets go of the lock."""
+    import threading
+
+    import storage.imports as imports
+
+    other_dir = tmp_path / "other"
+    other = Store.open(other_dir / "studio.db")
+    add_item(other, seed=1)
+    add_item(other, seed=2)
+    export_pairs(other, tmp_path / "out")
+    other.close()
+    shared = png(0)  # stored by the racing writer, and added by the import's first entry
+    Image.open(io.BytesIO(shared)).save(tmp_path / "out" / "shared.png")
+    rows = [json.loads(x) for x in (tmp_path / "out" / "pairs.jsonl").read_text().splitlines()]
+    rows[0]["source"] = "shared.png"
+    write_jsonl(tmp_path / "out" / "pairs.jsonl", rows)
+    assert store.data_dir is not None
+    second = Store.open(store.data_dir / "studio.db")
+    put: dict[str, Any] = {}
+    racer = threading.Thread(target=lambda: put.update(sha=second.put_image(shared)))
+    real_write, calls = imports._write_entry, []
+    in_transaction_at_unlink: list[bool] = []
+    real_unlink = Path.unlink
+
+    def write_then_fail(*args: Any) -> None:
+        calls.append(1)
+        if len(calls) == 2:  # the first entry's files are on disk: the racer starts
+            racer.start()
+            time.sleep(0.3)  # it finds the file, then waits for the write lock
+            raise OSError("disk full")
+        real_write(*args)
+
+    def spy_unlink(self: Path, missing_ok: bool = False) -> None:
+        if "images" in self.parts:
+            in_transaction_at_unlink.append(store.db.conn.in_transaction)
+        real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(imports, "_write_entry", write_then_fail)
+    monkeypatch.setattr(Path, "unlink", spy_unlink)
+    with pytest.raises(DataImportError, match="disk full; nothing was imported"):
+        import_pairs(store, tmp_path / "out" / "pairs.jsonl")
+    racer.join(timeout=30)
+    assert not racer.is_alive()
+    assert in_transaction_at_unlink and all(in_transaction_at_unlink)
+    assert second.image_bytes(put["sha"]) == shared
+    second.close()
+    assert store.integrity() == [] and store.image_bytes(put["sha"]) == shared
+    assert counts(store)["items"] == 0
+
+
 # -- 5. imports cannot forge other people's votes ----------------------------------------------
 
 
