@@ -16,6 +16,7 @@ Targets: >= 5,000 judgments/s bulk, <= 5 ms median single commit, <= 200 ms queu
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import shutil
 import statistics
@@ -29,36 +30,38 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
 
+from spatialreward.judgment import Judgment  # noqa: E402
 from storage.agreement import disagreement_queue  # noqa: E402
-from storage.store import Store, now  # noqa: E402
+from storage.store import Store  # noqa: E402
 
 ANNOTATORS = 8
 PER_ITEM = 5  # judgments per item
 
 
+def png(pixels: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    return buf.getvalue()
+
+
 def fill_items(store: Store, n_items: int, rng: np.random.Generator) -> list[int]:
     """Items sharing three tiny images (the queue never reads images), each with two
-    model judgments; written with executemany so setting up stays quick."""
-    src = store.put_image(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8))
-    cands = [store.put_image(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8))
-             for _ in range(2)]
-    t = now()
-    with store.write() as db:
-        db.conn.executemany(
-            "INSERT INTO items (uid, instruction, source_sha256, n_candidates, created_at) "
-            "VALUES (?, ?, ?, 2, ?)", [(f"bench-{i}", f"edit {i}", src, t)
-                                       for i in range(n_items)])
-        ids = [r[0] for r in db.execute("SELECT id FROM items ORDER BY id")]
-        db.conn.executemany("INSERT INTO candidates VALUES (?, ?, ?)",
-                            [(i, k, cands[k]) for i in ids for k in range(2)])
-        scores = rng.uniform(1, 10, (len(ids), 2))
-        db.conn.executemany(
-            "INSERT INTO model_judgments (cache_key, item_id, candidate, backend, "
-            "backend_version, status, overall, n_regions, judgment, created_at) "
-            "VALUES (?, ?, ?, 'bench', '1', 'ok', ?, 0, '{}', ?)",
-            [(f"{i}-{k}", i, k, float(scores[n, k]), t) for n, i in enumerate(ids)
-             for k in range(2)])
+    model judgments; written through the store's own methods in one transaction, so
+    setting up stays quick."""
+    src, *cands = [png(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)) for _ in range(3)]
+    scores = rng.uniform(1, 10, (n_items, 2))
+    ids = []
+    with store.write():  # the calls below join this one transaction
+        for n in range(n_items):
+            item = store.add_item(f"edit {n}", src, cands, uid=f"bench-{n}")
+            for k in range(2):
+                score = float(scores[n, k])
+                store.add_model_judgment(item, k, Judgment(
+                    status="ok", sc=(score, score), pq=(score, score), backend="bench",
+                    backend_version="1"))
+            ids.append(item)
     return ids
 
 

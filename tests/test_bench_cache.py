@@ -51,8 +51,8 @@ def test_another_backend_version_reuses_nothing(tmp_path):
     s.add_backend("colour-v2", ColourJudge(version="2"))
     res = run_bench(data, s, "colour-v2", progress=False, store=s.store)
     assert res["cache"]["reused"] == 0 and res["cache"]["judged"] > 0
-    versions = {r["backend_version"] for r in s.store.db.query(
-        "SELECT backend_version FROM model_judgments")}
+    versions = {r["backend_version"] for i in s.store.item_ids()
+                for r in s.store.model_judgments(i)}
     assert versions == {"1", "2"}
 
 

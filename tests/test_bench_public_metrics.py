@@ -222,5 +222,5 @@ def test_human_bench_beside_the_ceiling(tmp_path):
     assert h["human_ceiling"] == {"judgments": 5, "accuracy": pytest.approx(3 / 5)}
     assert h["inter_annotator"]["method"] == "krippendorff_alpha"
     # the judgments went into the store the votes are in, under the items' own ids
-    rows = Store.open(db).db.execute("SELECT item_id FROM model_judgments").fetchall()
-    assert sorted({r[0] for r in rows}) == [a, b]
+    votes = Store.open(db)
+    assert [i for i in votes.item_ids() if votes.model_judgments(i)] == [a, b]
