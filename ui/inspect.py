@@ -110,9 +110,11 @@ class Session:
 
 
 def _rank(results: list[Inspection]) -> list[int]:
-    return sorted(range(len(results)),
-                  key=lambda k: -(results[k].judgment.overall
-                                  if results[k].judgment.overall is not None else -1.0))
+    def score(k: int) -> float:
+        overall = results[k].judgment.overall
+        return -1.0 if overall is None else overall
+
+    return sorted(range(len(results)), key=lambda k: -score(k))
 
 
 def _score(j: Judgment) -> str:

@@ -32,7 +32,7 @@ from PIL import Image
 from ..errors import ConfigError
 from ..judgment import Judgment, Mask, Region
 from ..reasoning import compose_reasoning
-from ..regions import PixelConfig, PixelEvidence, propose_regions
+from ..regions import EVIDENCE_VERSION, PixelConfig, PixelEvidence, propose_regions
 from ..scoring import DEFAULT_AGGREGATION, SCORE_RANGE
 from . import register
 from .base import Attended
@@ -67,7 +67,7 @@ class PixelBackend:
         digest = hashlib.sha256(
             json.dumps(asdict(self.config), sort_keys=True).encode()
         ).hexdigest()[:8]
-        self.version = f"{VERSION}+{digest}"
+        self.version = f"{VERSION}+{digest}+e{EVIDENCE_VERSION}"
 
     def judge_attended(self, source: Image.Image, edited: Image.Image, instruction: str,
                        evidence: PixelEvidence | None = None) -> Attended:
