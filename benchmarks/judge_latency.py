@@ -1,7 +1,7 @@
 """Judge latency of SpatialReward-Mini at 512 x 512, single and batched, beside the pixel baseline.
 
     python benchmarks/judge_latency.py [--pairs 60] [--batch 16] [--backend mini]
-    python benchmarks/judge_latency.py --vs HEAD~3 [--rounds 3]
+    python benchmarks/judge_latency.py --vs HEAD~3 [--rounds 3] [--batched-only]
 
 Every timed call does the whole job: pixel evidence (region proposals), the model,
 regions with masks, reasoning and the attention summary. Prints, per backend, the
@@ -74,18 +74,22 @@ def _png(image) -> bytes:
     return buf.getvalue()
 
 
-def measure(spec: str, pairs: list, batch: int) -> dict[str, float]:
-    """single_ms, service_ms and batched_pps (nan without ``judge_many``) of ``spec``."""
+def measure(spec: str, pairs: list, batch: int, batched_only: bool = False
+            ) -> dict[str, float]:
+    """single_ms, service_ms and batched_pps (nan without ``judge_many``) of ``spec``;
+    ``batched_only``: the first two are not measured (nan)."""
     from spatialreward.backends import create
     from spatialreward.config import StudioConfig
     from spatialreward.service import Services
 
     backend = create(spec)
-    single = _median_ms(backend.judge, pairs)
-    services = Services(StudioConfig(backends=(spec,)) if spec not in ("mini", "pixel")
-                        else StudioConfig())
-    encoded = [(_png(s), _png(e), t, spec) for s, e, t in pairs]
-    service = _median_ms(services.judge, encoded)
+    single = service = float("nan")
+    if not batched_only:
+        single = _median_ms(backend.judge, pairs)
+        services = Services(StudioConfig(backends=(spec,)) if spec not in ("mini", "pixel")
+                            else StudioConfig())
+        encoded = [(_png(s), _png(e), t, spec) for s, e, t in pairs]
+        service = _median_ms(services.judge, encoded)
     rate = float("nan")
     if hasattr(backend, "judge_many"):
         backend.judge_many(pairs[:batch])  # warm-up
@@ -105,7 +109,8 @@ def worker(args: argparse.Namespace) -> int:
 
     assert Path(spatialreward.__file__).resolve().is_relative_to(Path(args.worker).resolve())
     pairs = make_pairs(args.pairs, args.size)
-    out = {spec: measure(spec, pairs, args.batch) for spec in ("pixel", args.backend)}
+    specs = (args.backend,) if args.batched_only else ("pixel", args.backend)
+    out = {spec: measure(spec, pairs, args.batch, args.batched_only) for spec in specs}
     out["threads"] = torch.get_num_threads()  # type: ignore[assignment]
     out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # type: ignore[assignment]
     print(json.dumps(out))
@@ -115,7 +120,7 @@ def worker(args: argparse.Namespace) -> int:
 def run_tree(root: Path, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", str(root),
            "--pairs", str(args.pairs), "--batch", str(args.batch), "--size", str(args.size),
-           "--backend", args.backend]
+           "--backend", args.backend] + (["--batched-only"] if args.batched_only else [])
     done = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=root)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -132,6 +137,8 @@ def export(rev: str, into: Path) -> Path:
 def _row(spec: str, figures: dict) -> str:
     rate = figures["batched_pps"]
     rate_text = "n/a (no judge_many)" if rate != rate else f"{rate:6.1f} pairs/s"
+    if figures["single_ms"] != figures["single_ms"]:  # --batched-only
+        return f"  {spec:6s} batched ({{batch}}) {rate_text}"
     return (f"  {spec:6s} single {figures['single_ms']:6.1f} ms/pair   Services.judge "
             f"{figures['service_ms']:6.1f} ms/pair   batched ({{batch}}) {rate_text}")
 
@@ -144,11 +151,13 @@ def main() -> int:
     parser.add_argument("--backend", default="mini", help="backend to time (default mini)")
     parser.add_argument("--vs", metavar="REV", help="also time git revision REV, side by side")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds with --vs")
+    parser.add_argument("--batched-only", action="store_true",
+                        help="time only judge_many batches of --backend")
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         return worker(args)
-    specs = ("pixel", args.backend)
+    specs = (args.backend,) if args.batched_only else ("pixel", args.backend)
     print(f"{args.pairs} pairs at {args.size}x{args.size}")
     if not args.vs:
         result = run_tree(ROOT, args)
@@ -172,8 +181,9 @@ def main() -> int:
     ref, new = medians[args.vs], medians["this checkout"]
     print(f"speed-up of this checkout over {args.vs}:")
     for spec in specs:
-        parts = [f"single {ref[spec]['single_ms'] / new[spec]['single_ms']:.2f}x",
-                 f"Services.judge {ref[spec]['service_ms'] / new[spec]['service_ms']:.2f}x"]
+        parts = [] if args.batched_only else [
+            f"single {ref[spec]['single_ms'] / new[spec]['single_ms']:.2f}x",
+            f"Services.judge {ref[spec]['service_ms'] / new[spec]['service_ms']:.2f}x"]
         if new[spec]["batched_pps"] == new[spec]["batched_pps"]:
             parts.append(f"batched {new[spec]['batched_pps'] / ref[spec]['batched_pps']:.2f}x")
         print(f"  {spec:6s} " + "   ".join(parts))
