@@ -27,8 +27,12 @@ from .scoring import DEFAULT_AGGREGATION, SCORE_RANGE, dimension, get_aggregator
 
 SCHEMA_VERSION = 1
 
-Status = Literal["ok", "parse_failed", "backend_error"]
-STATUSES: tuple[str, ...] = ("ok", "parse_failed", "backend_error")
+Status = Literal["ok", "low_coverage", "parse_failed", "backend_error"]
+STATUSES: tuple[str, ...] = ("ok", "low_coverage", "parse_failed", "backend_error")
+SCORED: tuple[str, ...] = ("ok", "low_coverage")
+"""Statuses whose judgment carries scores. ``low_coverage``: the backend judged, but
+could not read part of the request (see :class:`Coverage`); its scores are shown
+greyed, kept out of RL rewards and counted apart in bench."""
 
 Box = tuple[int, int, int, int]
 
@@ -123,6 +127,66 @@ class Region:
 
 
 @dataclass(frozen=True)
+class Coverage:
+    """What a backend could read of one request, stated with its judgment.
+
+    ``reasons`` holds one plain sentence per thing it could not read; a judgment with
+    reasons has status ``low_coverage``. The pixel evidence (the regions) does not
+    depend on it: it is measured on any image.
+
+    >>> c = Coverage(unknown_words=("collar", "dog"), operation="recolor", target=None,
+    ...              reasons=("it cannot read 'collar', 'dog'",))
+    >>> c.low, Coverage.from_dict(c.to_dict()) == c
+    (True, True)
+    """
+
+    unknown_words: tuple[str, ...] = ()
+    """Instruction words outside what the backend understands."""
+    operation: str | None = None
+    """The operation it recognised in the instruction (None: none found)."""
+    target: str | None = None
+    """The object it recognised as the edit's target (None: none found)."""
+    domain_distance: float | None = None
+    """How far the images lie from its training images, in units of the documented
+    threshold (above 1: out of domain); None when the backend does not measure it."""
+    reasons: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "unknown_words", tuple(self.unknown_words))
+        object.__setattr__(self, "reasons", tuple(self.reasons))
+
+    @property
+    def low(self) -> bool:
+        return bool(self.reasons)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"unknown_words": list(self.unknown_words), "operation": self.operation,
+                "target": self.target, "domain_distance": self.domain_distance,
+                "reasons": list(self.reasons), "low": self.low}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Coverage:
+        distance = d.get("domain_distance")
+        return cls(unknown_words=tuple(d.get("unknown_words", ())),
+                   operation=d.get("operation"), target=d.get("target"),
+                   domain_distance=None if distance is None else float(distance),
+                   reasons=tuple(d.get("reasons", ())))
+
+
+def low_coverage_warning(model: str, coverage: Coverage) -> str:
+    """The one sentence every front end shows for a low-coverage judgment.
+
+    >>> low_coverage_warning("SpatialReward-Mini", Coverage(reasons=("it cannot read 'dog'",)))
+    "SpatialReward-Mini is out of its depth here: it cannot read 'dog'. Its scores measure \
+only pixel changes; the regions are still measured on any image. For real photographs \
+load a VLM checkpoint: docs/vlm.md"
+    """
+    return (f"{model} is out of its depth here: {'; '.join(coverage.reasons)}. Its scores "
+            "measure only pixel changes; the regions are still measured on any image. For "
+            "real photographs load a VLM checkpoint: docs/vlm.md")
+
+
+@dataclass(frozen=True)
 class AttentionSummary:
     """Attention-collapse diagnostics of one judgment (all shares and concentrations in 0..1).
 
@@ -177,6 +241,7 @@ class Judgment:
     warnings: tuple[str, ...] = ()
     timings_ms: dict[str, float] = field(default_factory=dict)
     attention: AttentionSummary | None = None
+    coverage: Coverage | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 
     # Derived in __post_init__, never passed in.
@@ -204,15 +269,22 @@ class Judgment:
         set_(self, "consistency", None if sc is None else dimension(sc[1]))
         set_(self, "semantic_consistency", agg.semantic_consistency)
         set_(self, "perceptual_quality", agg.perceptual_quality)
-        # Only a complete, successful judgment yields an overall score and a reward:
-        # a failed parse must never turn into a plausible-looking number.
-        ok = self.status == "ok"
-        set_(self, "overall", agg.overall if ok else None)
-        set_(self, "reward", agg.reward if ok else None)
+        if self.status == "low_coverage" and not (self.coverage and self.coverage.low):
+            raise JudgmentFormatError("a low_coverage judgment needs a coverage with reasons")
+        # Only a complete, successful judgment yields an overall score and a reward: a
+        # failed parse must never turn into a plausible-looking number. A low-coverage
+        # one keeps its overall score (shown greyed, benched apart) but no reward.
+        set_(self, "overall", agg.overall if self.scored else None)
+        set_(self, "reward", agg.reward if self.ok else None)
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    @property
+    def scored(self) -> bool:
+        """True when the judgment carries scores (``ok`` or ``low_coverage``)."""
+        return self.status in SCORED
 
     @property
     def segments(self) -> tuple[ReasoningSegment, ...]:
@@ -251,6 +323,7 @@ class Judgment:
             "warnings": list(self.warnings),
             "timings_ms": dict(self.timings_ms),
             "attention": None if self.attention is None else self.attention.to_dict(),
+            "coverage": None if self.coverage is None else self.coverage.to_dict(),
             "meta": self.meta,
         }
 
@@ -263,7 +336,7 @@ class Judgment:
                 f"{SCHEMA_VERSION}); upgrade SpatialReward Studio"
             )
         try:
-            attention = d.get("attention")
+            attention, coverage = d.get("attention"), d.get("coverage")
             return cls(
                 status=d["status"],
                 sc=d.get("sc"),
@@ -280,6 +353,7 @@ class Judgment:
                 warnings=tuple(d.get("warnings", ())),
                 timings_ms={k: float(v) for k, v in d.get("timings_ms", {}).items()},
                 attention=None if attention is None else AttentionSummary.from_dict(attention),
+                coverage=None if coverage is None else Coverage.from_dict(coverage),
                 meta=dict(d.get("meta", {})),
             )
         except (KeyError, TypeError, ValueError) as err:

@@ -270,7 +270,7 @@ class Services(RunServices):
         if edited is None:
             edited = store.image_bytes(item["candidates"][candidate])
         judgment = self.judge(source, edited, item["instruction"], backend)
-        if judgment.ok:
+        if judgment.scored:  # failures are tried again next time
             store.add_model_judgment(item_id, candidate, judgment,
                                      judgment.timings_ms.get("total"))
         return judgment, False

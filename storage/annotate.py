@@ -358,7 +358,7 @@ def predicted_regions(store: Store, item_id: int, order: Sequence[int],
 def model_verdict(judgments: Sequence[Judgment], order: Sequence[int]) -> dict[str, Any]:
     """The model's verdict on an item in shown labels: its overall score per label and
     the label it prefers (``tie`` when the top is shared, None when a candidate has no
-    score)."""
+    score), and the labels it judged with low coverage (``low_coverage``: label -> why)."""
     by_candidate = {k: j for k, j in enumerate(judgments)}
     overall = {LABELS[pos]: by_candidate[k].overall for pos, k in enumerate(order)}
     scored = {k: j.overall for k, j in by_candidate.items() if j.overall is not None}
@@ -372,7 +372,10 @@ def model_verdict(judgments: Sequence[Judgment], order: Sequence[int]) -> dict[s
             "version": None if first is None else first.backend_version,
             "overall": overall, "pick": pick, "preferred": preferred,
             "errors": {LABELS[pos]: by_candidate[k].error for pos, k in enumerate(order)
-                       if by_candidate[k].error}}
+                       if by_candidate[k].error},
+            # labels the model judged without reading all of the request, with why
+            "low_coverage": {LABELS[pos]: "; ".join(c.reasons) for pos, k in enumerate(order)
+                             if (c := by_candidate[k].coverage) is not None and c.low}}
 
 
 def vote_label(store: Store, judgment_id: int, order: Sequence[int]) -> str:

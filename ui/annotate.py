@@ -357,4 +357,10 @@ def verdict_text(verdict: dict[str, Any], mine: str) -> str:
     top = mine.split(" > ")[0]  # a ranking's best group
     same = top == pick or (pick == "tie" and "=" in top)
     agree = "you agree" if same else "you disagree"
-    return head + f"{says}. Overall: {scores}.\n\nYou voted **{mine}**: {agree}."
+    text = head + f"{says}. Overall: {scores}.\n\nYou voted **{mine}**: {agree}."
+    low = verdict.get("low_coverage") or {}
+    if low:
+        text += ("\n\n⚠ **Low coverage** (" + ", ".join(low) + "): the model could not read "
+                 f"all of this request ({plain(next(iter(low.values())))}); its verdict "
+                 "measures only pixel changes here.")
+    return text

@@ -118,7 +118,32 @@ def _rank(results: list[Inspection]) -> list[int]:
 
 
 def _score(j: Judgment) -> str:
-    return "n/a" if j.overall is None else f"{j.overall:.2f}"
+    if j.overall is None:
+        return "n/a"
+    if j.status == "low_coverage":  # shown, greyed: the backend does not stand behind it
+        return (f'<span class="low-coverage" style="color:#888">{j.overall:.2f} '
+                "(low coverage)</span>")
+    return f"{j.overall:.2f}"
+
+
+def _banner(results: list[Inspection]) -> str:
+    """Every warning of the judged candidates, shown above the results (a warning said
+    about every candidate is said once); a low-coverage judgment leads it."""
+    notes: dict[str, list[int]] = {}
+    for k, r in enumerate(results):
+        for w in r.judgment.warnings:
+            notes.setdefault(w, []).append(k)
+    if not notes:
+        return ""
+    lines = []
+    for text, ks in notes.items():
+        who = ("" if len(ks) == len(results) or len(results) == 1
+               else ", ".join(_choice(k) for k in ks) + ": ")
+        lines.append(f"- {who}{plain(text)}")
+    low = any(r.judgment.status == "low_coverage" for r in results)
+    head = ("### ⚠ Low coverage: these scores are not vouched for\n" if low
+            else "**Warnings**\n")
+    return head + "\n".join(lines)
 
 
 def _choice(k: int) -> str:
@@ -268,7 +293,7 @@ def build_inspect_tab(services: Services) -> None:
             gr.update(choices=[_choice(k) for k in range(n)], value=_choice(best), visible=n > 1),
             gr.update(choices=layers, value=ALL),
             gr.update(choices=heads, value=ALL),
-            "",
+            _banner(results),
             *details(s, best, ALL, ALL),
         )
 

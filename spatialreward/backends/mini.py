@@ -27,7 +27,8 @@ from PIL import Image
 
 from ..attention import summarise
 from ..checkpoints import read_checkpoint
-from ..judgment import AttentionSummary, Judgment, Mask, Region
+from ..judgment import AttentionSummary, Judgment, Mask, Region, low_coverage_warning
+from ..mini.coverage import read_instruction
 from ..mini.features import PAD, SIZE, UNK, Features, Tokenizer, prepare
 from ..mini.model import MiniConfig, MiniRewardModel, box_masks
 from ..reasoning import compose_reasoning
@@ -132,7 +133,7 @@ class MiniBackend:
         out = self._forward(feats, [t for _, _, t in triples])
         t2 = time.perf_counter()
         per = (t2 - t1) * 1e3 / len(triples)
-        return [Attended(self._judgment(out, k, feats[k],
+        return [Attended(self._judgment(out, k, feats[k], triples[k][2],
                                         {"evidence": round((t1 - t0) * 1e3 / len(triples), 2),
                                          "model": round(per, 2)}),
                          _maps(out, k))
@@ -156,8 +157,8 @@ class MiniBackend:
         return maps
 
     # -- composing the judgment from the outputs ---------------------------------------
-    def _judgment(self, out: dict, k: int, f: Features, timings: dict[str, float]
-                  ) -> Judgment:
+    def _judgment(self, out: dict, k: int, f: Features, instruction: str,
+                  timings: dict[str, float]) -> Judgment:
         sc = tuple(round(float(v), 3) for v in out["sc"][k])
         pq = tuple(round(float(v), 3) for v in out["pq"][k])
         match = torch.sigmoid(out["match"][k]).numpy()
@@ -195,8 +196,14 @@ class MiniBackend:
         verdict = (f"Edit success {sc[0]:.1f}/25: {found}. Over-editing {sc[1]:.1f}/25: "
                    f"outside the regions the image is preserved at "
                    f"{f.evidence.preservation:.2f}.")
+        coverage = read_instruction(instruction, self.tokenizer.index)
+        warnings: tuple[str, ...] = ()
+        if coverage.low:
+            warnings = (low_coverage_warning("SpatialReward-Mini", coverage),)
         return Judgment(
-            status="ok", sc=sc, pq=pq, regions=tuple(regions),  # type: ignore[arg-type]
+            status="low_coverage" if coverage.low else "ok",
+            sc=sc, pq=pq, regions=tuple(regions),  # type: ignore[arg-type]
+            coverage=coverage, warnings=warnings,
             reasoning=compose_reasoning(sentences, verdict),
             pq_reasoning=(f"Naturalness {pq[0]:.1f}/25 and artifacts {pq[1]:.1f}/25, predicted "
                           "from both images' features inside and outside the regions."),

@@ -120,6 +120,12 @@ def format_summary(results: dict[str, Any]) -> str:
     if results.get("region_recall") is not None:
         rows.append(("regions", f"{_num(results['region_recall'])} recall at IoU 0.5 "
                                 f"(n={results['region_targets']} target boxes)"))
+    if results.get("low_coverage"):
+        rows.append(("coverage", f"{results['low_coverage']} item(s) low coverage (the backend "
+                                 "could not read all of the request); accuracy without them "
+                                 f"{_num(results['accuracy_full_coverage'])}  95% CI "
+                                 f"{_ci(results['accuracy_full_coverage_ci'])}, on them "
+                                 f"{_num(results['accuracy_low_coverage'])}"))
     rows += [
         ("failed", str(results["failed"])),
         ("tied", f"{results['tied_human']} (human tie, not scored)"),

@@ -48,7 +48,7 @@ def score_for(judgment: Judgment | None, dimension: str = "overall") -> float | 
     >>> score_for(Judgment(status="parse_failed", sc=(20.0, 10.0)), "prompt_following") is None
     True
     """
-    if judgment is None or judgment.status != "ok":
+    if judgment is None or not judgment.scored:  # low_coverage scores count, apart
         return None
     if dimension == "overall":
         return judgment.overall
@@ -391,6 +391,16 @@ def summarize(results: Sequence[ItemResult], by: Sequence[str] = ()) -> dict[str
     out["region_targets"] = targets
     out["region_items"] = sum(1 for r in results if r.region_targets)
     out["failed"] = sum(r.failed for r in results)
+    # Items the backend judged without reading all of the request (status low_coverage):
+    # counted apart, and the accuracy without them beside the accuracy with them.
+    low = [r for r in evaluated if "low_coverage" in r.statuses]
+    full = [r for r in evaluated if "low_coverage" not in r.statuses]
+    full_correct, full_pairs = sum(r.pairs_correct for r in full), sum(r.pairs for r in full)
+    out["low_coverage"] = sum("low_coverage" in r.statuses for r in results)
+    out["accuracy_low_coverage"] = (sum(r.pairs_correct for r in low) / sum(r.pairs for r in low)
+                                    if sum(r.pairs for r in low) else None)
+    out["accuracy_full_coverage"] = full_correct / full_pairs if full_pairs else None
+    out["accuracy_full_coverage_ci"] = wilson_ci(full_correct, full_pairs)
     out["tied_human"] = sum(r.kind == "tied_human" for r in results)
     out["unranked"] = sum(r.kind in ("unranked", "single_candidate") for r in results)
     out["by_category"] = accuracy_table(results, lambda r: r.category or MISSING)

@@ -203,7 +203,7 @@ def judge_item(
     for i, o in enumerate(outcomes):
         if isinstance(o, tuple):
             errors.append(f"candidate {i}: {o[1]}")
-        elif o.status != "ok":
+        elif not o.scored:
             errors.append(f"candidate {i}: {o.status}" + (f" ({o.error})" if o.error else ""))
     ref = reference_candidate(item.ranking, len(item.candidates))
     ref_judgment = None if ref is None else judgments[ref]
@@ -223,7 +223,7 @@ def judge_item(
     info = {k: item.metadata[k] for k in INFO_KEYS if k in item.metadata}
     if fmt == "gedit" and judgments:
         j = judgments[0]
-        scores = None if j is None or not j.ok else gedit_scores(j.sc, j.pq)
+        scores = None if j is None or not j.scored else gedit_scores(j.sc, j.pq)
         info.update(dict(zip(("semantics", "quality", "overall"), scores or (None,) * 3,
                              strict=True)))
     counts = tuple(None if j is None else len(j.regions) for j in judgments)
