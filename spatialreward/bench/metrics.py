@@ -393,14 +393,12 @@ def summarize(results: Sequence[ItemResult], by: Sequence[str] = ()) -> dict[str
     out["failed"] = sum(r.failed for r in results)
     # Items the backend judged without reading all of the request (status low_coverage):
     # counted apart, and the accuracy without them beside the accuracy with them.
-    low = [r for r in evaluated if "low_coverage" in r.statuses]
-    full = [r for r in evaluated if "low_coverage" not in r.statuses]
-    full_correct, full_pairs = sum(r.pairs_correct for r in full), sum(r.pairs for r in full)
+    coverage = accuracy_table(
+        results, lambda r: "low" if "low_coverage" in r.statuses else "full")
     out["low_coverage"] = sum("low_coverage" in r.statuses for r in results)
-    out["accuracy_low_coverage"] = (sum(r.pairs_correct for r in low) / sum(r.pairs for r in low)
-                                    if sum(r.pairs for r in low) else None)
-    out["accuracy_full_coverage"] = full_correct / full_pairs if full_pairs else None
-    out["accuracy_full_coverage_ci"] = wilson_ci(full_correct, full_pairs)
+    out["accuracy_low_coverage"] = coverage.get("low", {}).get("accuracy")
+    out["accuracy_full_coverage"] = coverage.get("full", {}).get("accuracy")
+    out["accuracy_full_coverage_ci"] = coverage.get("full", {}).get("accuracy_ci")
     out["tied_human"] = sum(r.kind == "tied_human" for r in results)
     out["unranked"] = sum(r.kind in ("unranked", "single_candidate") for r in results)
     out["by_category"] = accuracy_table(results, lambda r: r.category or MISSING)
