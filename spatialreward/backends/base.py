@@ -9,7 +9,7 @@ if TYPE_CHECKING:
     import numpy as np
     from PIL import Image
 
-    from ..judgment import Judgment
+    from ..judgment import Judgment, Region
     from ..regions import PixelEvidence
 
 
@@ -61,3 +61,16 @@ class Backend(Protocol):
         them; it never runs the model a second time). A backend without attention returns
         ``Attended(self.judge(...))``."""
         ...
+
+
+GLOBAL_LABEL = "whole image"
+
+
+def global_region(region_id: int, description: str) -> tuple[Region, str]:
+    """The whole-image region of a global edit (brightness, colour grade, blur, style) and
+    its sentence: SpatialReward marks such a change ``<|global|>``; here it is also a
+    region covering the frame, so that every consumer that lists regions shows it."""
+    from ..judgment import Region
+
+    return (Region(id=region_id, label=GLOBAL_LABEL, bbox_2d=(0, 0, 1000, 1000)),
+            f"{description[0].upper()}{description[1:]}.")

@@ -35,7 +35,7 @@ from ..reasoning import compose_reasoning
 from ..regions import EVIDENCE_VERSION, PixelConfig, PixelEvidence, propose_regions
 from ..scoring import DEFAULT_AGGREGATION, SCORE_RANGE
 from . import register
-from .base import Attended
+from .base import Attended, global_region
 
 VERSION = "1"
 
@@ -85,7 +85,7 @@ class PixelBackend:
         if evidence is None:
             evidence = propose_regions(source, edited, self.config)
         t1 = time.perf_counter()
-        regions = tuple(
+        local = tuple(
             Region(
                 id=i,
                 label="changed area",
@@ -95,9 +95,12 @@ class PixelBackend:
             )
             for i, r in enumerate(evidence.regions)
         )
+        change = evidence.global_change
+        regions = local + ((global_region(len(local), change.describe())[0],)
+                           if change is not None else ())
         changed = sum(r.area_fraction for r in evidence.regions)
         strongest = max((r.strength for r in evidence.regions), default=0.0)
-        s1 = _clip25(SCORE_RANGE * (1.0 - math.exp(-(strongest - 1.0)))) if regions else 0.0
+        s1 = _clip25(SCORE_RANGE * (1.0 - math.exp(-(strongest - 1.0)))) if local else 0.0
         size_factor = 1.0 - min(1.0, max(0.0, (changed - 0.25) / 0.75))
         s2 = _clip25(SCORE_RANGE * evidence.preservation * size_factor)
 
@@ -126,6 +129,7 @@ class PixelBackend:
                 "instruction_read": False,
                 "noise_floor": round(evidence.noise_floor, 3),
                 "global_shift": round(evidence.global_shift, 3),
+                "detail_ratio": round(evidence.detail_ratio, 3),
                 "preservation": round(evidence.preservation, 4),
                 "changed_fraction": round(changed, 5),
             },
@@ -151,6 +155,7 @@ class PixelBackend:
 
     @staticmethod
     def _sc_reasoning(evidence: PixelEvidence, changed: float) -> str:
+        change = evidence.global_change
         sentences = [
             (
                 i,
@@ -163,11 +168,17 @@ class PixelBackend:
         found = (
             f"{len(sentences)} changed region(s) covering {100 * changed:.2f}% of the image"
             if sentences
+            else "no local change above the re-encoding noise" if change is not None
             else "no change above the re-encoding noise"
         )
+        if change is not None:
+            rid = len(sentences)
+            sentences.append((rid, global_region(rid, change.describe())[1]))
+            found += f"; {change.describe()}"
         verdict = (
             "This baseline compares pixels only; it does not read the instruction, so it cannot "
-            f"tell whether the change is the one asked for. It found {found}. Outside the regions "
+            f"tell whether the change is the one asked for. It found {found}. Edit success "
+            "measures the strongest local region only. Outside the regions "
             f"the image is preserved at {evidence.preservation:.2f} (global colour shift "
             f"{evidence.global_shift:.1f} Lab units, noise floor {evidence.noise_floor:.1f})."
         )
