@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import textwrap
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import __version__
 from .bench.command import add_parser as add_bench_parser
 from .config import StudioConfig
-from .errors import StudioError
+from .errors import InputError, StudioError
 from .judgment import Judgment
 from .rl.command import add_parsers as add_rl_parsers
 
@@ -56,11 +58,52 @@ def format_judgment(j: Judgment, label: str) -> str:
     return "\n".join(lines)
 
 
+CARD_SUFFIXES = {".html": "html", ".htm": "html", ".png": "png"}
+
+
+def card_target(value: str) -> tuple[Path, str]:
+    """Where ``--card`` writes and in which format (from the suffix); refused before any
+    judging when the path is a folder, has another suffix or cannot be written."""
+    path = Path(value).expanduser()
+    fmt = CARD_SUFFIXES.get(path.suffix.lower())
+    if path.is_dir():
+        raise InputError(f"--card {value} is a folder; give a file name such as "
+                         f"{path / 'card.html'}")
+    if fmt is None:
+        raise InputError(f"--card {value}: the file name must end in .html (a self-contained "
+                         "page) or .png (an image of it)")
+    parent = path.parent
+    if parent.exists() and not parent.is_dir():
+        raise InputError(f"--card {value}: {parent} is a file, not a folder")
+    if not parent.is_dir():
+        raise InputError(f"--card {value}: the folder {parent} does not exist; create it "
+                         "first")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise InputError(f"--card {value}: cannot write there (permission denied); choose "
+                         "another file")
+    return path, fmt
+
+
 def cmd_judge(args: argparse.Namespace) -> int:
     from .service import Services
 
+    card = card_target(args.card) if args.card else None
     services = Services(StudioConfig.from_env(backend=args.backend))
-    results = [(path, services.judge(args.source, path, args.instruction)) for path in args.edited]
+    if card is None:
+        results = [(path, services.judge(args.source, path, args.instruction))
+                   for path in args.edited]
+    else:  # the card shows the attention and maps of the judging pass itself
+        inspections = services.inspect_group(args.source, args.edited, args.instruction)
+        results = [(path, r.judgment) for path, r in zip(args.edited, inspections, strict=True)]
+        data = services.card(inspections, args.instruction, card[1],
+                             labels=[Path(p).name for p in args.edited])
+        try:
+            card[0].write_bytes(data)
+        except OSError as err:
+            raise InputError(f"cannot write the card to {card[0]}: {err.strerror or err}"
+                             ) from None
+        # stderr: stdout stays the judgment output (valid JSON with --json)
+        print(f"wrote the judgment card {card[0]} ({len(data) / 1e6:.2f} MB)", file=sys.stderr)
     if args.json:
         payload = [j.to_dict() for _, j in results]
         out = payload[0] if len(payload) == 1 else payload
@@ -75,8 +118,6 @@ def cmd_judge(args: argparse.Namespace) -> int:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from .synth.generate import SynthConfig, generate
 
     config = SynthConfig(out=Path(args.out), n=args.n, seed=args.seed, split=args.split,
@@ -126,6 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
     judge.add_argument("--backend", default=None,
                        help="reward-model backend spec (default: mini; see `backends`)")
     judge.add_argument("--json", action="store_true", help="print the Judgment JSON")
+    judge.add_argument("--card", metavar="FILE",
+                       help="also write a judgment card to share: FILE.html is one "
+                       "self-contained page that opens offline (images, chart and styles "
+                       "inside it), FILE.png an image of the same card; at most "
+                       "4 --edited images (see docs/card.md)")
     judge.set_defaults(func=cmd_judge)
 
     synth = sub.add_parser(

@@ -105,6 +105,19 @@ class Services(RunServices):
         specs = [self.config.backend, *self.config.backends, *self._added, *builtin]
         return list(dict.fromkeys(s.strip() for s in specs))
 
+    def offered_choices(self) -> list[tuple[str, str]]:
+        """:meth:`offered` as dropdown choices: ``(label, spec)`` with a one-line description
+        of what each backend is, e.g. ``("pixel - pixel-evidence baseline: ...", "pixel")``."""
+        described = backends.available()
+        choices = []
+        for spec in self.offered():
+            name, _ = backends.parse_spec(spec)
+            note = described.get(name, "")
+            if name == "vlm" and note:
+                note = "a Qwen-VL judge checkpoint"
+            choices.append((f"{spec} - {note}" if note else spec, spec))
+        return choices
+
     def backend(self, spec: str | None = None) -> Backend:
         """The backend ``spec`` names (default: ``config.backend``), loaded once. Only the
         :meth:`offered` specs are served: a caller cannot make the server read a path or
@@ -321,6 +334,41 @@ class Services(RunServices):
         both = maps.mean(axis=(0, 1))  # (2, g, g); one scale for both images
         peak = float(both.max()) or 1.0
         return both[0] / peak, both[1] / peak, layout
+
+    def card(self, results: Sequence[Inspection], instruction: str, fmt: str = "html", *,
+             labels: Sequence[str] | None = None) -> bytes:
+        """One inspection as a judgment card to share (:mod:`.card`): a self-contained HTML
+        page (``fmt="html"``, UTF-8 bytes; opens offline) or a PNG of it (``"png"``).
+        ``results``: :meth:`inspect_group`'s, in candidate order; ``labels``: how the card
+        names each candidate (default "Candidate 1", ...). The attention shown is the
+        mean over layers and heads (:meth:`attention`)."""
+        from . import card as cards
+
+        kind = cards.check_format(fmt)
+        text = self.check_instruction(instruction)
+        if not results:
+            raise InputError("nothing to put on a card: judge at least one candidate first")
+        if labels is not None and len(labels) != len(results):
+            raise InputError(f"give one label per candidate: {len(labels)} labels for "
+                             f"{len(results)} candidates")
+        entries = []
+        for k, r in enumerate(results):
+            maps = self.attention(r)
+            entries.append(cards.CardEntry(
+                r.judgment, r.source, r.edited, r.evidence.heatmap,
+                None if maps is None else (maps[0], maps[1]),
+                label=labels[k] if labels is not None else ""))
+        return cards.render(entries, text, kind)
+
+    def judge_card(self, source: Any, candidates: Sequence[Any], instruction: str | None,
+                   backend: str | None = None, fmt: str = "html") -> bytes:
+        """Judge 1..MAX_CANDIDATES candidates (:meth:`inspect_group`) and return their
+        :meth:`card`; a bad ``fmt`` is refused before any model runs."""
+        from . import card as cards
+
+        kind = cards.check_format(fmt)
+        results = self.inspect_group(source, candidates, instruction, backend)
+        return self.card(results, str(instruction), kind)
 
     def stability(self, source: Any, candidates: Sequence[Any], instruction: str | None,
                   backend: str | None = None) -> dict[str, Any]:
