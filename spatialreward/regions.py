@@ -135,6 +135,8 @@ class PixelEvidence:
     analysis_shape: tuple[int, int]  # (h, w)
     detail_ratio: float = 1.0  # fine detail (mean |Laplacian| of L) outside the regions,
     # edited over source: < 1 blurred or smoothed, > 1 sharpened or noisier
+    chroma_ratio: float = 1.0  # colourfulness (mean Lab chroma) of the whole frame, edited
+    # over source: < 1 desaturated (grayscale: ~0), > 1 saturated
 
     @property
     def global_change(self) -> GlobalChange | None:
@@ -150,6 +152,11 @@ or a warm colour grade measures 10-15."""
 GLOBAL_DETAIL_LOG2 = 0.6
 """|log2 detail_ratio| above which the whole image counts as blurred (ratio < 0.66) or
 sharpened / noisier (ratio > 1.52)."""
+GLOBAL_CHROMA_LOG2 = 1.0
+"""|log2 chroma_ratio| above which the whole image counts as desaturated (ratio < 0.5,
+e.g. made grayscale) or saturated (> 2). Over the whole frame, because a grayscale
+version of a mostly grey photo changes only its few colourful parts, which become local
+regions and leave nothing outside them to measure."""
 
 
 @dataclass(frozen=True)
@@ -165,12 +172,16 @@ class GlobalChange:
 
     shift: float
     detail_ratio: float
+    chroma_ratio: float = 1.0
 
     @classmethod
     def of(cls, evidence: PixelEvidence) -> GlobalChange | None:
         shifted = evidence.global_shift >= GLOBAL_SHIFT_DE
         detail = abs(float(np.log2(max(evidence.detail_ratio, 1e-6)))) >= GLOBAL_DETAIL_LOG2
-        return cls(evidence.global_shift, evidence.detail_ratio) if shifted or detail else None
+        chroma = abs(float(np.log2(max(evidence.chroma_ratio, 1e-6)))) >= GLOBAL_CHROMA_LOG2
+        if not (shifted or detail or chroma):
+            return None
+        return cls(evidence.global_shift, evidence.detail_ratio, evidence.chroma_ratio)
 
     def describe(self) -> str:
         parts = []
@@ -182,6 +193,12 @@ class GlobalChange:
         elif self.detail_ratio > 2 ** GLOBAL_DETAIL_LOG2:
             parts.append(f"its fine detail rose to {self.detail_ratio:.2f}x the source "
                          "(sharpened, noisier or restyled)")
+        if self.chroma_ratio < 2 ** -GLOBAL_CHROMA_LOG2:
+            parts.append(f"its colourfulness fell to {self.chroma_ratio:.2f}x the source "
+                         "(desaturated)")
+        elif self.chroma_ratio > 2 ** GLOBAL_CHROMA_LOG2:
+            parts.append(f"its colourfulness rose to {self.chroma_ratio:.2f}x the source "
+                         "(saturated)")
         return "the whole image changed: " + " and ".join(parts)
 
 
@@ -445,6 +462,16 @@ def _detail_ratio(src: np.ndarray, edt: np.ndarray, outside: np.ndarray) -> floa
     return (energy(edt) + 1.0) / (energy(src) + 1.0)
 
 
+def _chroma_ratio(src: np.ndarray, edt: np.ndarray) -> float:
+    """Colourfulness of the edited image over the source's, over the whole frame: mean
+    Lab chroma sqrt(a^2 + b^2), +2 so that near-grey sources do not give wild ratios."""
+
+    def chroma(lab: np.ndarray) -> float:
+        return float(np.sqrt(lab[..., 1] ** 2 + lab[..., 2] ** 2).mean())
+
+    return (chroma(edt) + 2.0) / (chroma(src) + 2.0)
+
+
 def _preservation(raw: np.ndarray, outside: np.ndarray, cfg: PixelConfig) -> float:
     """1 / (1 + (E / scale)^2), E = mean over ``outside`` of max(0, raw - tolerance)."""
     if outside.mean() < 0.05:  # the regions cover (nearly) everything
@@ -523,7 +550,8 @@ def propose_regions(source, edited, config: PixelConfig = DEFAULT_CONFIG) -> Pix
     return PixelEvidence(regions=tuple(regions), heatmap=heat,
                          preservation=_preservation(raw, outside, cfg), noise_floor=noise,
                          global_shift=shift, analysis_shape=(h, w),
-                         detail_ratio=_detail_ratio(src, edt_raw, outside))
+                         detail_ratio=_detail_ratio(src, edt_raw, outside),
+                         chroma_ratio=_chroma_ratio(src, edt_raw))
 
 
 # -- box geometry (region recall in bench, label matching in mini's data) ----------------

@@ -111,12 +111,13 @@ class PixelBackend:
             SCORE_RANGE * (1.0 - max(log_in, 0.0) / 3.0 - max(-log_in, 0.0) / 4.0)
         )
         t2 = time.perf_counter()
+        sc = (round(s1, 3), round(s2, 3))  # the reasoning states these very numbers
         return Judgment(
             status="ok",
-            sc=(round(s1, 3), round(s2, 3)),
+            sc=sc,
             pq=(round(naturalness, 3), round(artifacts, 3)),
             regions=regions,
-            reasoning=self._sc_reasoning(evidence, changed),
+            reasoning=self._sc_reasoning(evidence, changed, sc),
             pq_reasoning=self._pq_reasoning(r_out, r_in),
             aggregation=DEFAULT_AGGREGATION,
             backend=self.name,
@@ -154,7 +155,8 @@ class PixelBackend:
         return r_out, r_in
 
     @staticmethod
-    def _sc_reasoning(evidence: PixelEvidence, changed: float) -> str:
+    def _sc_reasoning(evidence: PixelEvidence, changed: float, sc: tuple[float, float]) -> str:
+        """The found regions, then the verdict stating both SC scores and what each used."""
         change = evidence.global_change
         sentences = [
             (
@@ -178,8 +180,9 @@ class PixelBackend:
         verdict = (
             "This baseline compares pixels only; it does not read the instruction, so it cannot "
             f"tell whether the change is the one asked for. It found {found}. Edit success "
-            "measures the strongest local region only. Outside the regions "
-            f"the image is preserved at {evidence.preservation:.2f} (global colour shift "
+            f"{sc[0]:.1f}/25 measures the strongest local region only. Over-editing "
+            f"{sc[1]:.1f}/25: outside the regions the image is preserved at "
+            f"{evidence.preservation:.2f}, over {100 * changed:.2f}% changed (global colour shift "
             f"{evidence.global_shift:.1f} Lab units, noise floor {evidence.noise_floor:.1f})."
         )
         return compose_reasoning(sentences, verdict)
