@@ -436,10 +436,12 @@ class Services(RunServices):
 
     def bench(self, *, path: str | None = None, upload: str | None = None,
               backend: str | None = None, limit: int | None = None, by: Sequence[str] = (),
-              user: str | None = None, progress: Callable[[int, int], None] | None = None
-              ) -> dict[str, Any]:
+              user: str | None = None, progress: Callable[[int, int], None] | None = None,
+              add_to_store: bool = False) -> dict[str, Any]:
         """Bench ``backend`` on a dataset under the data folder (or an upload) and record
-        the run; the store's own file means its human votes, read through the open store."""
+        the run; the store's own file means its human votes, read through the open store.
+        The items are stored with their judgments (the cache) but join the annotation
+        queues only with ``add_to_store``."""
         self.require(user, "bench")
         self.backend(backend)  # refuse an unoffered backend before touching any file
         with datasets.open_dataset(self.data_root, path=path, upload=upload,
@@ -447,7 +449,8 @@ class Services(RunServices):
                                    max_bytes=self.config.max_zip_bytes,
                                    store_file=Path(self.config.db)) as dataset:
             result = bench_runs.run_recorded(self, dataset, backend or self.config.backend,
-                                             limit=limit, by=by, progress=progress)
+                                             limit=limit, by=by, progress=progress,
+                                             add_to_store=add_to_store)
         return {**result, "summary": bench_runs.summary(result)}
 
     def bench_result(self, run_id: Any) -> dict[str, Any]:

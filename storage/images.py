@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,24 @@ def image_sha256(data: bytes) -> str:
     'e3b0c44298fc'
     """
     return hashlib.sha256(data).hexdigest()
+
+
+def item_content_key(instruction: str, dimension: str, source: str,
+                     candidates: Sequence[str]) -> str:
+    """The name of an item's content: the hex SHA-256 of its instruction (stripped), its
+    dimension and its images' hashes (source, then the candidates in order). The store
+    holds one item per content key, whatever path, uid or dataset it came under; the
+    dimension is part of it because a ranking means something only for its dimension.
+
+    >>> item_content_key(" make it red ", "overall", "a", ["b"]) == item_content_key(
+    ...     "make it red", "overall", "a", ["b"])
+    True
+    >>> item_content_key("x", "overall", "a", ["b", "c"]) == item_content_key(
+    ...     "x", "overall", "a", ["c", "b"])
+    False
+    """
+    text = json.dumps([instruction.strip(), dimension, source, list(candidates)])
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 class ImageStore(StoreConnection):

@@ -45,10 +45,13 @@ def import_pairs(store: Store, jsonl_path: str | os.PathLike[str], dataset: str 
     ``dataset`` names the origin dataset of the imported items (default: the file's own
     ``origin``, else the folder's name). Returns counts of new ``items``,
     ``human_judgments`` and ``model_judgments``, of records ``skipped`` because the store
-    already held them, and ``dropped_human_judgments``. New annotators get the file's role
-    and no password; existing ones are left as they are, and a file that gives one of them
-    another role is refused. ``human_judgments=False`` drops the file's human judgments
-    (none is written, no annotator is created)."""
+    already held them, and ``dropped_human_judgments``. Items are their content: one the
+    store holds under another name (a bench run's, another dataset's) is merged, not
+    added again (counted as an item when only a bench run had added it: it joins the
+    annotation queues). New annotators get the file's role and no password; existing
+    ones are left as they are, and a file that gives one of them another role is refused.
+    ``human_judgments=False`` drops the file's human judgments (none is written, no
+    annotator is created)."""
     path = Path(jsonl_path)
     default_origin = (path.resolve().parent.name, path.name)
     checked: set[str] = set()
@@ -259,11 +262,14 @@ def _check_roles(store: Store, roles: dict[str, tuple[str | None, str]]) -> None
 
 
 def _existing_item(store: Store, e: Entry) -> int | None:
-    """The id of the item with this uid, when the store holds it with the same content."""
+    """The id of the item with this uid, when the store holds it with the same content;
+    else of the item with this content under another name (a bench run's, another
+    dataset's: one item, see :meth:`Store.merge_item`), or None."""
     try:
         item_id = store.item_by_uid(e.item.id)
     except UnknownItemError:
-        return None
+        return store.item_by_content(e.item.instruction, e.item.dimension, e.shas,
+                                     _ranking(e))
     item = store.item(item_id)
     if (item["instruction"], item["source_sha256"], tuple(item["candidates"])) != (
             e.item.instruction.strip(), e.shas[0], e.shas[1:]):
@@ -303,6 +309,11 @@ def _plan_humans(store: Store, e: Entry, item_id: int | None) -> list[int | None
     return plan
 
 
+def _ranking(e: Entry) -> Any:
+    """The entry's truth ranking in its JSON form (None: none given)."""
+    return None if e.item.ranking is None else ranking_to_json(e.item.ranking)
+
+
 def _ensure_annotator(store: Store, name: str, role: str) -> None:
     """Register a new annotator with the file's role and no password."""
     try:
@@ -314,21 +325,27 @@ def _ensure_annotator(store: Store, name: str, role: str) -> None:
 def _write_entry(store: Store, e: Entry, item_id: int | None,
                  plan: Sequence[int | None], data: Sequence[bytes | Path],
                  counts: dict[str, int]) -> None:
+    item = e.item
+    fields: dict[str, Any] = dict(
+        uid=item.id, category=item.category, truth_ranking=_ranking(e),
+        truth_regions=item.regions, origin_dataset=e.origin[0], origin_file=e.origin[1],
+        origin_id=e.origin[2], metadata=e.metadata)
+    if item_id is None:  # an earlier entry of this file may hold the same content
+        item_id = store.item_by_content(item.instruction, item.dimension, e.shas,
+                                        fields["truth_ranking"])
     if item_id is None:
         images = [d.read_bytes() if isinstance(d, Path) else d for d in data]
         if tuple(image_sha256(b) for b in images) != e.shas:
             raise DataImportError(f"{e.where}: an image changed while importing; import "
                                   "again; nothing was imported")
-        item = e.item
-        item_id = store.add_item(
-            item.instruction, images[0], images[1:], uid=item.id, category=item.category,
-            dimension=item.dimension,
-            truth_ranking=None if item.ranking is None else ranking_to_json(item.ranking),
-            truth_regions=item.regions, origin_dataset=e.origin[0], origin_file=e.origin[1],
-            origin_id=e.origin[2], metadata=e.metadata)
+        item_id = store.add_item(item.instruction, images[0], images[1:],
+                                 dimension=item.dimension, **fields)
         counts["items"] += 1
     else:
-        counts["skipped"] += 1
+        # Held already: its names, origin and gold merge in; an item only a bench run
+        # had added joins the annotation queues now, and counts as imported.
+        joined = store.merge_item(item_id, **fields)
+        counts["items" if joined else "skipped"] += 1
     _write_humans(store, e, item_id, plan, counts)
     for m in e.models:
         j = m.judgment

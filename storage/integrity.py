@@ -1,4 +1,5 @@
-"""The store's health checks (``Store.integrity``, ``db integrity``) and orphan image files.
+"""The store's health: checks (``Store.integrity``, ``db integrity``), orphan image files,
+row counts and backups (:class:`HealthStore`, a part of :class:`~storage.store.Store`).
 
 Each check returns problems as sentences that say what is wrong and what to do; an empty
 list means healthy. The functions work on the raw database for
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,8 +20,10 @@ from sqlite_utils import Database
 
 from spatialreward.errors import StoreError
 
-from .images import image_sha256
+from .connection import StoreConnection
+from .images import image_sha256, item_content_key
 from .paths import resolve_inside
+from .schema import migrations
 from .validation import CONTENT_COLUMNS
 
 ORPHAN_MIN_AGE_S = 300
@@ -41,13 +45,14 @@ def _all(db: Database, sql: str) -> list[dict[str, Any]]:
 
 def problems(db: Database, data_dir: Path | None) -> list[str]:
     """Every problem found: SQLite's integrity and foreign-key checks, the edit history,
-    ``human_current`` against the history, and (a store on disk) image files that are
-    missing or do not match their hash, and orphan image files."""
+    ``human_current`` against the history, items against their content keys, and (a
+    store on disk) image files that are missing or do not match their hash, and orphan
+    image files."""
     found = [r["integrity_check"] for r in _all(db, "PRAGMA integrity_check")
              if r["integrity_check"] != "ok"]
     found += [f"foreign key: {r['table']} row {r['rowid']} -> {r['parent']}"
               for r in _all(db, "PRAGMA foreign_key_check")]
-    found += chain_problems(db) + current_problems(db)
+    found += chain_problems(db) + current_problems(db) + item_problems(db)
     if data_dir is not None:
         found += image_problems(db, data_dir) + orphan_problems(db, data_dir)
     return found
@@ -114,6 +119,31 @@ def current_problems(db: Database) -> list[str]:
             "restore the store from a backup"]
 
 
+def item_problems(db: Database) -> list[str]:
+    """Every item's ``content_key`` names its content, and it has a name in
+    ``item_sources``: else a second copy could slip in, or the item lost its names."""
+    cands: dict[int, list[str]] = {}
+    for r in _all(db, "SELECT item_id, image_sha256 FROM candidates ORDER BY item_id, idx"):
+        cands.setdefault(int(r["item_id"]), []).append(r["image_sha256"])
+    wrong, nameless = [], []
+    for r in _all(db, "SELECT id, instruction, dimension, source_sha256, content_key, "
+                      "EXISTS (SELECT 1 FROM item_sources s WHERE s.item_id = items.id) AS named "
+                      "FROM items ORDER BY id"):
+        if r["content_key"] != item_content_key(r["instruction"], r["dimension"],
+                                                r["source_sha256"], cands.get(r["id"], [])):
+            wrong.append(str(r["id"]))
+        if not r["named"]:
+            nameless.append(str(r["id"]))
+    found = []
+    if wrong:
+        found.append(f"items {few(wrong)}: content_key does not match the instruction and "
+                     "images (they were changed around the store); restore from a backup")
+    if nameless:
+        found.append(f"items {few(nameless)}: no row in item_sources (written around the "
+                     "store); restore from a backup")
+    return found
+
+
 def image_problems(db: Database, data_dir: Path) -> list[str]:
     """Image files that are missing, outside the data folder, or not their hash."""
     found = []
@@ -156,3 +186,69 @@ def orphan_images(db: Database, data_dir: Path, min_age_s: float = 0
                 if rel not in known and info.st_mtime <= cutoff:
                     out.append((rel, info.st_size))
     return sorted(out)
+
+
+class HealthStore(StoreConnection):
+    """Row counts, health checks, orphan files and backups (a part of
+    :class:`~storage.store.Store`)."""
+
+    @property
+    def schema_version(self) -> int:
+        return len(migrations.applied(self.db))
+
+    def stats(self) -> dict[str, Any]:
+        """Rows per table, current human judgments, schema version and journal mode."""
+        tables = ("images", "items", "candidates", "model_judgments", "annotators",
+                  "human_judgments", "runs", "metrics", "rl_samples", "flags")
+        counts = {t: int(self._rows(f"SELECT COUNT(*) FROM {t}")[0][0]) for t in tables}
+        current = self._rows("SELECT COUNT(*) FROM current_human_judgments")[0][0]
+        return {"schema_version": self.schema_version, "tables": counts,
+                "current_human_judgments": int(current), "journal_mode": self.db.journal_mode}
+
+    def integrity(self) -> list[str]:
+        """Problems found (empty: healthy): SQLite's integrity and foreign-key checks, the
+        supersede and restore chains and ``human_current`` checked against the history,
+        image files that are missing or do not match their hash, and orphan image files
+        (:mod:`storage.integrity`)."""
+        with self._lock:
+            return problems(self.db, self.data_dir)
+
+    def orphan_images(self, min_age_s: float = 0) -> list[tuple[str, int]]:
+        """Files under ``<data_dir>/images`` that no ``images`` row references and that
+        were last modified at least ``min_age_s`` ago: (path relative to the data folder,
+        bytes), sorted by path."""
+        if self.data_dir is None:
+            return []
+        with self._lock:
+            return orphan_images(self.db, self.data_dir, min_age_s)
+
+    def remove_orphan_images(self, min_age_s: float = ORPHAN_MIN_AGE_S
+                             ) -> list[tuple[str, int]]:
+        """Delete the orphan image files at least ``min_age_s`` old (see
+        :meth:`orphan_images`); returns what was removed. Younger files are left: one may
+        be another process's ``put_image`` between writing its file and its row."""
+        if self.data_dir is None:
+            return []
+        with self.write():  # put_image checks its file under this lock too
+            orphans = self.orphan_images(min_age_s)
+            for rel, _ in orphans:
+                (self.data_dir / rel).unlink(missing_ok=True)
+        return orphans
+
+    def backup(self, target: str | os.PathLike[str]) -> Path:
+        """Copy the database to ``target`` with SQLite's online backup API (consistent
+        even while other threads or processes write), plus the image files."""
+        import shutil
+
+        target = Path(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        dest = sqlite3.connect(target)
+        try:
+            with self._lock:
+                self.db.conn.backup(dest, pages=1024)
+        finally:
+            dest.close()
+        if self.data_dir is not None and (self.data_dir / "images").is_dir():
+            shutil.copytree(self.data_dir / "images", target.parent / "images",
+                            dirs_exist_ok=True)
+        return target

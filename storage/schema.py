@@ -7,11 +7,14 @@ shipped: add a new one. The tables are described in ``docs/store.md``.
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from sqlite_utils import Database, Migrations
 
 migrations = Migrations("spatialreward-studio")
 
-SCHEMA_VERSION = 5  # number of migrations below; `db stats` reports the applied count
+SCHEMA_VERSION = 6  # number of migrations below; `db stats` reports the applied count
 
 
 @migrations()
@@ -273,3 +276,132 @@ def m005_restores(db: Database) -> None:
         END;
         """
     )
+
+
+# The triggers that keep the human history append-only and human_current derived refuse
+# every UPDATE; m006 drops them for its re-pointing updates and puts the same text back.
+_NO_UPDATE_TRIGGERS = ("human_judgments_no_update", "human_current_no_update")
+
+
+@migrations()
+def m006_content_items(db: Database) -> None:
+    """Items are content-addressed: ``items.content_key``
+    (:func:`storage.images.item_content_key`: instruction, dimension and image hashes)
+    with the truth ranking is unique, so a bench run and an import of the same folder, or
+    two imports under other names, share one item (rankings that disagree stay two).
+    Each name an item was added under is a row of the new ``item_sources`` (uid, origin,
+    truth ranking) with ``queued``: whether that add put the item in the annotation
+    queues (a bench run does not, unless asked).
+
+    Items already stored twice are merged (see :func:`_merge_copies`) into one copy in
+    the queues (one a dataset named before a bench run's, oldest first): the other
+    copies' model and human judgments, ``human_current`` rows, flags and names are
+    re-pointed to it, a truth ranking, regions, category, origin or metadata key it lacks
+    is taken from them, and the copies are deleted. The human history's no-update
+    triggers are dropped for those updates only and put back with the same text, in this
+    migration's transaction. An item that only benching added (uid ``bench:...``), with
+    no human judgment and no flag, leaves the queues."""
+    from .images import item_content_key
+
+    db.execute("""
+        CREATE TABLE item_sources (
+            id INTEGER PRIMARY KEY,
+            item_id INTEGER NOT NULL REFERENCES items(id),
+            uid TEXT NOT NULL UNIQUE,         -- a name the item was added under
+            queued INTEGER NOT NULL CHECK (queued IN (0, 1)),
+            origin_dataset TEXT,
+            origin_file TEXT,
+            origin_id TEXT,
+            truth_ranking TEXT,               -- the ranking this add gave, JSON
+            created_at TEXT NOT NULL
+        )""")
+    db.execute("CREATE INDEX item_sources_item ON item_sources(item_id, queued)")
+    db.execute("ALTER TABLE items ADD COLUMN content_key TEXT")
+    candidates: dict[int, list[str]] = {}
+    for item_id, sha in db.execute(
+            "SELECT item_id, image_sha256 FROM candidates ORDER BY item_id, idx").fetchall():
+        candidates.setdefault(int(item_id), []).append(sha)
+    used = {int(i) for (i,) in db.execute(
+        "SELECT item_id FROM human_judgments UNION SELECT item_id FROM flags").fetchall()}
+    groups: dict[str, list[tuple[int, str | None]]] = {}
+    queued: set[int] = set()
+    benched: set[int] = set()  # added by a bench run (uid bench:...)
+    for item_id, uid, instruction, dimension, source, ranking in db.execute(
+            "SELECT id, uid, instruction, dimension, source_sha256, truth_ranking FROM items "
+            "ORDER BY id").fetchall():
+        key = item_content_key(instruction, dimension, source, candidates.get(item_id, []))
+        db.execute("UPDATE items SET content_key = ? WHERE id = ?", [key, item_id])
+        groups.setdefault(key, []).append((int(item_id), ranking))
+        if str(uid).startswith("bench:"):
+            benched.add(int(item_id))
+        if item_id not in benched or item_id in used:
+            queued.add(int(item_id))
+    db.execute("""
+        INSERT INTO item_sources (item_id, uid, queued, origin_dataset, origin_file,
+                                  origin_id, truth_ranking, created_at)
+        SELECT id, uid, 0, origin_dataset, origin_file, origin_id, truth_ranking, created_at
+        FROM items ORDER BY id""")
+    for item_id in queued:
+        db.execute("UPDATE item_sources SET queued = 1 WHERE item_id = ?", [item_id])
+    copies = [ids for ids in groups.values() if len(ids) > 1]
+    if copies:
+        _merge_copies(db, copies, queued, benched)
+    # One item per content and truth ranking: rankings that disagree stay two items.
+    db.execute("CREATE UNIQUE INDEX items_content "
+               "ON items(content_key, COALESCE(truth_ranking, ''))")
+    db.execute("""
+        CREATE TRIGGER items_content_key BEFORE INSERT ON items
+        WHEN NEW.content_key IS NULL
+        BEGIN SELECT RAISE(ABORT, 'an item needs its content_key: add items with Store.add_item');
+        END""")
+
+
+def _merge_copies(db: Database, copies: list[list[tuple[int, str | None]]],
+                  queued: set[int], benched: set[int]) -> None:
+    """Merge the copies of each content, queued items first, then those a dataset (not
+    a bench run) named, oldest first (so the kept item keeps a dataset's uid): a copy goes
+    into the kept item with its truth ranking, else one without a ranking (or, having
+    none, into the first kept); a ranking that disagrees with every kept one is kept
+    apart (see :meth:`Store.add_item`)."""
+    saved = [sql for (sql,) in db.execute(
+        f"SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name IN "
+        f"({', '.join('?' * len(_NO_UPDATE_TRIGGERS))})", list(_NO_UPDATE_TRIGGERS)
+        ).fetchall()]
+    for name in _NO_UPDATE_TRIGGERS:
+        db.execute(f"DROP TRIGGER IF EXISTS {name}")
+    for rows in copies:
+        kept: list[list[Any]] = []  # [item id, its ranking], as merged so far
+        for item_id, ranking in sorted(
+                rows, key=lambda r: (r[0] not in queued, r[0] in benched, r[0])):
+            into = next((k for k in kept if k[1] == ranking), None) or next(
+                (k for k in kept if ranking is None or k[1] is None), None)
+            if into is None:
+                kept.append([item_id, ranking])
+                continue
+            _merge_item_rows(db, into[0], item_id)
+            into[1] = into[1] if into[1] is not None else ranking
+    for sql in saved:
+        db.execute(sql)
+
+
+_FILLED = ("truth_ranking", "truth_regions", "category", "origin_dataset", "origin_file",
+           "origin_id")
+"""The item fields a merged copy fills in when the surviving item has none."""
+
+
+def _merge_item_rows(db: Database, keep: int, other: int) -> None:
+    """Re-point everything of item ``other`` to ``keep`` (same content, so the same
+    candidates), fill what ``keep`` lacks from it, and delete it."""
+    for table in ("model_judgments", "human_judgments", "human_current", "flags",
+                  "item_sources"):
+        db.execute(f"UPDATE {table} SET item_id = ? WHERE item_id = ?", [keep, other])
+    cur = db.execute(f"SELECT {', '.join(_FILLED)}, metadata FROM items WHERE id IN (?, ?) "
+                     "ORDER BY id = ? DESC", [keep, other, keep])
+    mine, theirs = cur.fetchall()
+    sets = {c: b for c, a, b in zip(_FILLED, mine, theirs, strict=False) if a is None}
+    sets["metadata"] = json.dumps({**json.loads(theirs[-1] or "{}"),
+                                   **json.loads(mine[-1] or "{}")})
+    db.execute(f"UPDATE items SET {', '.join(f'{c} = ?' for c in sets)} WHERE id = ?",
+               [*sets.values(), keep])
+    db.execute("DELETE FROM candidates WHERE item_id = ?", [other])
+    db.execute("DELETE FROM items WHERE id = ?", [other])

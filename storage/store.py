@@ -9,8 +9,12 @@ IMMEDIATE``).
 The store owns the SQL: every other module asks it through the public methods below.
 ``Store`` is assembled from parts, one per concept: the connection
 (:mod:`storage.connection`), images (:mod:`storage.images`), annotators and the
-append-only human judgments (:mod:`storage.humans`), and here items, flags, model
-judgments, runs and health (:mod:`storage.integrity` holds the checks).
+append-only human judgments (:mod:`storage.humans`), health (:mod:`storage.integrity`),
+and here items, flags, model judgments and runs.
+
+Items are content-addressed (:func:`~storage.images.item_content_key`, a unique index):
+one row whatever uid, path or dataset, each kept in ``item_sources``; an item is in the
+annotation queues when an add queued it (imports do, a bench run only when asked).
 
 Every text field is checked at this boundary (:mod:`storage.validation`): it must be
 valid Unicode (encodable as UTF-8, so no lone surrogate) and within the limits
@@ -20,7 +24,7 @@ valid Unicode (encodable as UTF-8, so no lone surrogate) and within the limits
 >>> import sqlite_utils
 >>> store = Store(sqlite_utils.Database(memory=True), data_dir=None)
 >>> store.schema_version
-5
+6
 """
 
 from __future__ import annotations
@@ -40,11 +44,10 @@ from sqlite_utils.db import NotFoundError
 from spatialreward.errors import InvalidJudgmentError, UnknownItemError
 from spatialreward.judgment import Judgment
 
-from . import integrity as _integrity
 from .connection import BUSY_TIMEOUT_MS, LOCK_RETRIES, now
 from .humans import HumanJudgment, HumanJudgmentStore
-from .images import ImageStore, image_sha256
-from .integrity import ORPHAN_MIN_AGE_S
+from .images import ImageStore, image_sha256, item_content_key
+from .integrity import ORPHAN_MIN_AGE_S, HealthStore
 from .pairs import DIMENSIONS, ranking_to_json
 from .paths import protect_database
 from .schema import migrations
@@ -75,9 +78,11 @@ __all__ = [
 DEFAULT_DB = Path("data/studio.db")
 RUN_KINDS = ("bench", "rl")
 RUN_STATUSES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
+# An item is in the annotation queues when some add of it queued it.
+_QUEUED = "EXISTS (SELECT 1 FROM item_sources s WHERE s.item_id = items.id AND s.queued)"
 
 
-class Store(ImageStore, HumanJudgmentStore):
+class Store(ImageStore, HumanJudgmentStore, HealthStore):
     """The judgment store over ``db``; images live under ``data_dir/images``."""
 
     def __init__(self, db: Database, data_dir: str | os.PathLike[str] | None = None) -> None:
@@ -112,10 +117,6 @@ class Store(ImageStore, HumanJudgmentStore):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @property
-    def schema_version(self) -> int:
-        return len(migrations.applied(self.db))
-
     # -- items --------------------------------------------------------------------
 
     def add_item(self, instruction: str, source: Any, candidates: Sequence[Any], *,
@@ -123,45 +124,134 @@ class Store(ImageStore, HumanJudgmentStore):
                  dimension: str = "overall", truth_ranking: Any = None,
                  truth_regions: Sequence[Sequence[int]] | None = None,
                  origin_dataset: str | None = None, origin_file: str | None = None,
-                 origin_id: str | None = None, metadata: Mapping[str, Any] | None = None
-                 ) -> int:
-        """Add an item (or return the id of the item with the same ``uid``).
-
+                 origin_id: str | None = None, metadata: Mapping[str, Any] | None = None,
+                 queued: bool = True) -> int:
+        """Add an item and return its id. An item is its content
+        (:func:`~storage.images.item_content_key`) and truth ranking: a content the store
+        holds with the same ranking (or none on one side), or a ``uid`` it knows, under
+        whatever name, returns the stored item with what is new merged in
+        (:meth:`merge_item`); a ranking that disagrees is another item. ``queued`` False (a
+        bench run) keeps it out of the annotation queues, unless another add queues it.
         The instruction (stripped) may hold :data:`MAX_INSTRUCTION_CHARS` characters; it
-        and every other text (``uid``, ``category``, ``origin_*``, strings in ``metadata``)
-        must be valid Unicode."""
-        instruction = check_item_text(
-            instruction, metadata, uid=uid, category=category, origin_dataset=origin_dataset,
-            origin_file=origin_file, origin_id=origin_id)
+        and every other text (``uid``, ``category``, ``origin_*``, ``metadata``) must be
+        valid Unicode."""
+        origin = {"origin_dataset": origin_dataset, "origin_file": origin_file,
+                  "origin_id": origin_id}
+        instruction = check_item_text(instruction, metadata, uid=uid, category=category,
+                                      **origin)
         if not candidates:
             raise InvalidJudgmentError("an item needs at least one candidate image")
         if dimension not in DIMENSIONS:
             raise InvalidJudgmentError(
                 f"dimension must be one of {', '.join(DIMENSIONS)}, got {dimension!r}")
         ranking = (None if truth_ranking is None
-                   else check_ranking(truth_ranking, len(candidates)))
+                   else ranking_to_json(check_ranking(truth_ranking, len(candidates))))
+        merge: dict[str, Any] = dict(origin, category=category, truth_ranking=ranking,
+                                     truth_regions=truth_regions, metadata=metadata,
+                                     queued=queued)
+        if uid is not None and (known := self._uid_item(uid)) is not None:
+            self.merge_item(known, uid=uid, **merge)  # a known name: no image is read
+            return known
         src = self.put_image(source)
         cands = [self.put_image(c) for c in candidates]
-        if uid is None:
-            uid = origin_id or "sha256:" + hashlib.sha256(
-                "\n".join([instruction, src, *cands]).encode()).hexdigest()[:24]
+        key = item_content_key(instruction, dimension, src, cands)
+        uid = uid or origin_id or "sha256:" + key[:24]
+        ranking_text = None if ranking is None else json.dumps(ranking)
         with self.write() as db:
-            row = self._one("SELECT id FROM items WHERE uid = ?", [uid])
-            if row is not None:
-                return int(row["id"])
+            if (known := self._uid_item(uid) or self._content_item(key, ranking_text)):
+                self.merge_item(known, uid=uid, **merge)
+                return known
             item_id = self._insert("items", {
                 "uid": uid, "instruction": instruction, "source_sha256": src,
                 "n_candidates": len(cands), "category": category, "dimension": dimension,
-                "truth_ranking": None if ranking is None else json.dumps(ranking_to_json(ranking)),
+                "truth_ranking": ranking_text,
                 "truth_regions": (None if truth_regions is None
                                   else json.dumps([list(b) for b in truth_regions])),
-                "origin_dataset": origin_dataset, "origin_file": origin_file,
-                "origin_id": origin_id, "metadata": json.dumps(dict(metadata or {})),
-                "created_at": now()})
+                **origin, "metadata": json.dumps(dict(metadata or {})),
+                "content_key": key, "created_at": now()})
             db.table("candidates").insert_all(
                 {"item_id": item_id, "idx": k, "image_sha256": sha}
                 for k, sha in enumerate(cands))
+            self.merge_item(item_id, uid=uid, **merge)  # its first name: item_sources
         return item_id
+
+    def merge_item(self, item_id: int, *, uid: str, queued: bool = True,
+                   category: str | None = None, truth_ranking: Any = None,
+                   truth_regions: Sequence[Sequence[int]] | None = None,
+                   origin_dataset: str | None = None, origin_file: str | None = None,
+                   origin_id: str | None = None, metadata: Mapping[str, Any] | None = None
+                   ) -> bool:
+        """Merge another add of item ``item_id``'s content into it, losing nothing: ``uid``
+        becomes a name of it (:meth:`item_by_uid`, ``item_sources`` with the origin and
+        ranking given), a ranking, regions, category, origin or metadata key it lacks is
+        taken, ``queued`` puts it in the annotation queues. An item no add had queued takes
+        the uid and origin of the first that does (a bench run's names give way to a
+        dataset's). Returns True when the item joined the queues now."""
+        origin = {"origin_dataset": origin_dataset, "origin_file": origin_file,
+                  "origin_id": origin_id}
+        with self.write() as db:  # read and merged in one step
+            item = self.item(item_id)
+            check_item_text(item["instruction"], metadata, uid=uid, category=category,
+                            **origin)
+            ranking = (None if truth_ranking is None else json.dumps(ranking_to_json(
+                check_ranking(truth_ranking, item["n_candidates"]))))
+            joins = queued and not self.item_queued(item_id)
+            held = self._one("SELECT item_id, queued FROM item_sources WHERE uid = ?", [uid])
+            if held is None:
+                self._insert("item_sources", {
+                    "item_id": item_id, "uid": uid, "queued": int(queued), **origin,
+                    "truth_ranking": ranking, "created_at": now()})
+            elif int(held["item_id"]) != item_id:
+                raise InvalidJudgmentError(
+                    f"the uid {uid!r} names another item; give this item another uid")
+            elif queued and not held["queued"]:
+                db.execute("UPDATE item_sources SET queued = 1 WHERE uid = ?", [uid])
+            sets: dict[str, Any] = {"uid": uid, **origin} if joins else {}
+            new = {"truth_ranking": ranking, "category": category, **origin,
+                   "truth_regions": None if truth_regions is None else json.dumps(
+                       [list(b) for b in truth_regions])}
+            sets |= {k: v for k, v in new.items()
+                     if item[k] is None and v is not None and k not in sets}
+            meta = {**dict(metadata or {}), **(item["metadata"] or {})}
+            if meta != (item["metadata"] or {}):
+                sets["metadata"] = json.dumps(meta)
+            if sets:
+                db.table("items").update(item_id, sets)
+        return joins
+
+    def _uid_item(self, uid: str) -> int | None:
+        rows = self._rows("SELECT item_id FROM item_sources WHERE uid = ? UNION ALL "
+                          "SELECT id FROM items WHERE uid = ? LIMIT 1", [uid, uid])
+        return int(rows[0][0]) if rows else None
+
+    def _content_item(self, key: str, ranking: str | None) -> int | None:
+        rows = self._rows(
+            "SELECT id FROM items WHERE content_key = ?1 AND (truth_ranking IS ?2 OR "
+            "truth_ranking IS NULL OR ?2 IS NULL) ORDER BY truth_ranking IS ?2 DESC, "
+            f"{_QUEUED} DESC, id LIMIT 1", [key, ranking])
+        return int(rows[0][0]) if rows else None
+
+    def item_by_content(self, instruction: str, dimension: str, shas: Sequence[str],
+                        truth_ranking: Any = None) -> int | None:
+        """The item an add of this content (``shas``: source first) and truth ranking
+        merges into, or None: the one with that ranking, else one without a ranking, or
+        (none given) any, queued and oldest first. Rankings that disagree are two items."""
+        ranking = None if truth_ranking is None else json.dumps(
+            ranking_to_json(check_ranking(truth_ranking, len(shas) - 1)))
+        key = item_content_key(instruction, dimension, shas[0], shas[1:])
+        return self._content_item(key, ranking)
+
+    def item_queued(self, item_id: int) -> bool:
+        """True when some add of the item put it in the annotation queues."""
+        return bool(self._rows("SELECT 1 FROM item_sources WHERE item_id = ? AND queued",
+                               [item_id]))
+
+    def item_sources(self, item_id: int) -> list[dict[str, Any]]:
+        """Every name (``uid``) the item was added under, oldest first, with ``queued``,
+        ``origin_*``, ``truth_ranking`` (JSON text) and ``created_at``."""
+        return self._all("SELECT uid, queued, origin_dataset, origin_file, origin_id, "
+                         "truth_ranking, created_at FROM item_sources WHERE item_id = ? "
+                         "ORDER BY id", [item_id])
 
     def item(self, item_id: int) -> dict[str, Any]:
         """An item's row with its JSON decoded and ``candidates``, the candidates' image
@@ -176,25 +266,31 @@ class Store(ImageStore, HumanJudgmentStore):
         return row
 
     def item_ids(self) -> list[int]:
-        """Every item's id, oldest first."""
+        """Every item's id, oldest first (those kept out of the queues too)."""
         return [int(r[0]) for r in self._rows("SELECT id FROM items ORDER BY id")]
 
+    def queued_item_ids(self) -> list[int]:
+        """The items in the annotation queues, oldest first (not those only benched)."""
+        return [int(r[0]) for r in self._rows(f"SELECT id FROM items WHERE {_QUEUED} ORDER BY id")]
+
     def item_by_uid(self, uid: str) -> int:
-        """The id of the item with this ``uid``."""
-        row = self._one("SELECT id FROM items WHERE uid = ?", [uid])
-        if row is None:
+        """The id of the item with this ``uid`` (any name it was added under)."""
+        if (item_id := self._uid_item(uid)) is None:
             raise UnknownItemError(f"no item {uid!r} in the store")
-        return int(row["id"])
+        return item_id
 
     def candidate_counts(self) -> dict[int, int]:
-        """Item id -> its number of candidates, for every item."""
-        return {int(i): int(n) for i, n in self._rows("SELECT id, n_candidates FROM items")}
+        """Item id -> its number of candidates, for every item in the annotation queues
+        (what the vote queues are made of)."""
+        return {int(i): int(n) for i, n in self._rows(
+            f"SELECT id, n_candidates FROM items WHERE {_QUEUED}")}
 
     def truth_rankings(self) -> dict[int, Any]:
-        """Gold items (those with a ground-truth ranking): item id -> the ranking's JSON
-        form (tie groups, best first), oldest item first."""
+        """Gold items (those with a ground-truth ranking) in the annotation queues: item
+        id -> the ranking's JSON form (tie groups, best first), oldest item first."""
         return {int(i): json.loads(t) for i, t in self._rows(
-            "SELECT id, truth_ranking FROM items WHERE truth_ranking IS NOT NULL ORDER BY id")}
+            "SELECT id, truth_ranking FROM items WHERE truth_ranking IS NOT NULL "
+            f"AND {_QUEUED} ORDER BY id")}
 
     # -- flags --------------------------------------------------------------------
 
@@ -402,62 +498,3 @@ class Store(ImageStore, HumanJudgmentStore):
         for r in rows:
             r["images"], r["rewards"] = json.loads(r["images"]), json.loads(r["rewards"])
         return rows
-
-    # -- health -------------------------------------------------------------------
-
-    def stats(self) -> dict[str, Any]:
-        """Rows per table, current human judgments, schema version and journal mode."""
-        tables = ("images", "items", "candidates", "model_judgments", "annotators",
-                  "human_judgments", "runs", "metrics", "rl_samples", "flags")
-        counts = {t: int(self._rows(f"SELECT COUNT(*) FROM {t}")[0][0]) for t in tables}
-        current = self._rows("SELECT COUNT(*) FROM current_human_judgments")[0][0]
-        return {"schema_version": self.schema_version, "tables": counts,
-                "current_human_judgments": int(current), "journal_mode": self.db.journal_mode}
-
-    def integrity(self) -> list[str]:
-        """Problems found (empty: healthy): SQLite's integrity and foreign-key checks, the
-        supersede and restore chains and ``human_current`` checked against the history,
-        image files that are missing or do not match their hash, and orphan image files
-        (:mod:`storage.integrity`)."""
-        with self._lock:
-            return _integrity.problems(self.db, self.data_dir)
-
-    def orphan_images(self, min_age_s: float = 0) -> list[tuple[str, int]]:
-        """Files under ``<data_dir>/images`` that no ``images`` row references and that
-        were last modified at least ``min_age_s`` ago: (path relative to the data folder,
-        bytes), sorted by path."""
-        if self.data_dir is None:
-            return []
-        with self._lock:
-            return _integrity.orphan_images(self.db, self.data_dir, min_age_s)
-
-    def remove_orphan_images(self, min_age_s: float = ORPHAN_MIN_AGE_S
-                             ) -> list[tuple[str, int]]:
-        """Delete the orphan image files at least ``min_age_s`` old (see
-        :meth:`orphan_images`); returns what was removed. Younger files are left: one may
-        be another process's ``put_image`` between writing its file and its row."""
-        if self.data_dir is None:
-            return []
-        with self.write():  # put_image checks its file under this lock too
-            orphans = self.orphan_images(min_age_s)
-            for rel, _ in orphans:
-                (self.data_dir / rel).unlink(missing_ok=True)
-        return orphans
-
-    def backup(self, target: str | os.PathLike[str]) -> Path:
-        """Copy the database to ``target`` with SQLite's online backup API (consistent
-        even while other threads or processes write), plus the image files."""
-        import shutil
-
-        target = Path(target)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        dest = sqlite3.connect(target)
-        try:
-            with self._lock:
-                self.db.conn.backup(dest, pages=1024)
-        finally:
-            dest.close()
-        if self.data_dir is not None and (self.data_dir / "images").is_dir():
-            shutil.copytree(self.data_dir / "images", target.parent / "images",
-                            dirs_exist_ok=True)
-        return target

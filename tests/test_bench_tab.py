@@ -71,7 +71,8 @@ def test_run_is_recorded_with_status_metrics_and_result(bench_env):
     assert run["kind"] == "bench" and run["status"] == "done"
     assert run["started_at"] and run["finished_at"] and run["error"] is None
     assert run["config"] == {"dataset": "synth/pairs.jsonl", "backend": "pixel",
-                             "limit": None, "by": ["flaw"], "format": "pairs"}
+                             "limit": None, "by": ["flaw"], "format": "pairs",
+                             "add_to_store": False}
     assert run["out_dir"] == f"runs/bench-{run['id']}"
     assert ticks == [(k, N) for k in range(1, N + 1)]
     # The final figures are logged at the last step.

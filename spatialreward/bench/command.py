@@ -75,6 +75,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         "data/studio.db)")
     parser.add_argument("--no-cache", dest="cache", action="store_false",
                         help="neither read nor write judgments in the store")
+    parser.add_argument("--add-to-store", action="store_true",
+                        help="also put the benchmark's items in the store's annotation "
+                        "queues (by default they are stored only to cache judgments, "
+                        "out of the queues; an item imported already is one item either way)")
     parser.add_argument("--edits", type=Path, default=None, metavar="DIR",
                         help="GEdit-Bench: the editing model's outputs, "
                         "DIR/<task_type>/<language>/<key>.png")
@@ -196,8 +200,11 @@ def run(args: argparse.Namespace) -> int:
             raise InputError("give --dataset (the benchmark's local copy), or --compare "
                              "RUN_A RUN_B")
         dataset = config.db  # the human bench reads the configured store
-    services = Services(config)
     use_cache = getattr(args, "cache", True)
+    if getattr(args, "add_to_store", False) and not use_cache:
+        raise InputError("--add-to-store puts the items in the store, which --no-cache "
+                         "leaves alone; drop one of the two")
+    services = Services(config)
     dist = from_env()
     bench: Any = None
     try:
@@ -218,7 +225,8 @@ def run(args: argparse.Namespace) -> int:
         if not dist.is_main:
             bench, store = prepare()
         results = evaluate(bench, services, backend, by=getattr(args, "by", None) or (),
-                           progress=getattr(args, "progress", True), store=store, dist=dist)
+                           progress=getattr(args, "progress", True), store=store, dist=dist,
+                           add_to_store=getattr(args, "add_to_store", False))
         if not dist.is_main:
             return 0
         write_results(results, out)

@@ -7,11 +7,12 @@ benchmark's own published metrics (``benchmark``, from :mod:`.public_metrics`) a
 entry per item.
 
 With a ``store`` the judgments are cached there (:meth:`Store.cached_judgment`): each item
-is added once under a uid made from its content (image hashes, instruction, dimension,
-human order), each successful judgment is stored under the store's cache key (image
-hashes + instruction + backend name and version), so an interrupted run picks up where it
-stopped and another backend, or new weights, reuses nothing. Failed judgments are not
-stored: the next run tries them again.
+is stored once (one item per content, shared with an import of the same data) under a
+uid made from its content (image hashes, instruction, dimension, human order), kept out
+of the annotation queues unless ``add_to_store``; each successful judgment is stored
+under the store's cache key (image hashes + instruction + backend name and version), so
+an interrupted run picks up where it stopped and another backend, or new weights, reuses
+nothing. Failed judgments are not stored: the next run tries them again.
 
 With a :class:`~.distributed.Dist` of several ranks each rank judges its shard and the
 per-item results are gathered, so every rank computes the numbers one process would.
@@ -34,7 +35,7 @@ from tqdm import tqdm
 
 from storage.pairs import PairItem, ranking_to_json
 
-from ..errors import ImageError, InputError, StudioError, UnknownItemError
+from ..errors import ImageError, InputError, StudioError
 from ..judgment import Judgment
 from ..service import Services
 from .distributed import Dist
@@ -125,9 +126,11 @@ def _json_safe(value: dict[str, Any]) -> dict[str, Any]:
 
 def _judge_stored(services: Services, backend: str, item: AnyItem,
                   cache: dict[CacheKey, Outcome], store: Store, stats: CacheStats,
-                  origin: str | None) -> list[Outcome] | None:
+                  origin: str | None, add_to_store: bool = False) -> list[Outcome] | None:
     """Judge through the store's cache; None when the item cannot be stored (an
-    unreadable image, an empty instruction): the caller then judges without it."""
+    unreadable image, an empty instruction): the caller then judges without it. The
+    item is stored (its judgments need it) but joins the annotation queues only with
+    ``add_to_store``."""
     from storage.store import image_sha256
 
     data: list[bytes | None]
@@ -141,16 +144,14 @@ def _judge_stored(services: Services, backend: str, item: AnyItem,
         else:
             data = [_read(ref) for ref in (item.source, *item.candidates)]
             shas = [image_sha256(b) for b in data if b is not None]
-            uid = item_uid(item, shas)
-            try:
-                item_id = store.item_by_uid(uid)
-            except UnknownItemError:
-                item_id = store.add_item(
-                    item.instruction, data[0], data[1:], uid=uid, category=item.category,
-                    dimension=item.dimension,
-                    truth_ranking=None if item.ranking is None else ranking_to_json(item.ranking),
-                    truth_regions=item.regions, origin_dataset=origin, origin_id=item.id,
-                    metadata=_json_safe(item.metadata))
+            # One item per content: an imported copy is reused (and stays queued); a
+            # uid the store knows is merged without reading the images again.
+            item_id = store.add_item(
+                item.instruction, data[0], data[1:], uid=item_uid(item, shas),
+                category=item.category, dimension=item.dimension,
+                truth_ranking=None if item.ranking is None else ranking_to_json(item.ranking),
+                truth_regions=item.regions, origin_dataset=origin, origin_id=item.id,
+                metadata=_json_safe(item.metadata), queued=add_to_store)
     except (StudioError, OSError):
         return None
 
@@ -188,13 +189,15 @@ def judge_item(
     stats: CacheStats | None = None,
     fmt: str | None = None,
     origin: str | None = None,
+    add_to_store: bool = False,
 ) -> ItemResult:
-    """Judge every candidate of ``item`` (through ``cache``, and ``store`` when given)
-    and score the item."""
+    """Judge every candidate of ``item`` (through ``cache``, and ``store`` when given,
+    where ``add_to_store`` also puts the item in the annotation queues) and score it."""
     outcomes = None
     if store is not None:
         outcomes = _judge_stored(services, backend, item, cache, store,
-                                 stats if stats is not None else CacheStats(), origin)
+                                 stats if stats is not None else CacheStats(), origin,
+                                 add_to_store)
     if outcomes is None:
         outcomes = [_judge(services, backend, item, c, cache, stats) for c in item.candidates]
     judgments = [o if isinstance(o, Judgment) else None for o in outcomes]
@@ -247,11 +250,13 @@ def run_bench(
     edits: Path | None = None,
     dist: Dist | None = None,
     on_item: OnItem | None = None,
+    add_to_store: bool = False,
 ) -> dict[str, Any]:
     """Judge the first ``limit`` items of ``dataset`` (all when None) and measure them.
 
     ``fmt`` names the format (None: detected); ``store`` caches judgments (None: only in
-    memory, for this run); ``edits`` is GEdit-Bench's folder of outputs; ``dist`` shards
+    memory, for this run), its items kept out of the annotation queues unless
+    ``add_to_store``; ``edits`` is GEdit-Bench's folder of outputs; ``dist`` shards
     the items over ``torchrun`` ranks. Returns the JSON-ready results dict (see
     :func:`evaluate`)."""
     if limit is not None and limit < 1:
@@ -263,7 +268,7 @@ def run_bench(
     with open_benchmark(dataset, fmt, limit=limit, edits=edits,
                         live=services.store if store is not None else None) as bench:
         return evaluate(bench, services, backend, by=by, progress=progress, store=store,
-                        dist=dist, on_item=on_item)
+                        dist=dist, on_item=on_item, add_to_store=add_to_store)
 
 
 def evaluate(
@@ -276,8 +281,10 @@ def evaluate(
     store: Store | None = None,
     dist: Dist | None = None,
     on_item: OnItem | None = None,
+    add_to_store: bool = False,
 ) -> dict[str, Any]:
-    """Judge the items of ``bench`` and return the results dict: ``dataset``, ``format``,
+    """Judge the items of ``bench`` (``add_to_store``: and put them in the store's
+    annotation queues; see :func:`run_bench`) and return the results dict: ``dataset``, ``format``,
     ``backend``, ``created``, the metrics of :func:`summarize`, ``benchmark`` (the
     format's published metrics), ``judgments``, ``cache``, ``seconds_per_item``,
     ``items_per_second``, ``world_size``, ``notes`` and the per-item ``items``."""
@@ -303,7 +310,8 @@ def evaluate(
     for done, i in enumerate(tqdm(mine, desc="bench", unit="item", disable=not show,
                                   file=sys.stderr), 1):
         result = judge_item(services, backend, items[i], cache, keys, store=store,
-                            stats=stats, fmt=bench.format, origin=bench.format)
+                            stats=stats, fmt=bench.format, origin=bench.format,
+                            add_to_store=add_to_store)
         local.append((i, result))
         if on_item is not None:
             on_item(done, len(mine), result)

@@ -71,9 +71,12 @@ def final_figures(result: Mapping[str, Any]) -> dict[str, float]:
 
 def run_recorded(services: Services, dataset: DatasetFile, backend: str, *,
                  limit: int | None = None, by: Sequence[str] = (),
-                 progress: Progress | None = None) -> dict[str, Any]:
+                 progress: Progress | None = None, add_to_store: bool = False
+                 ) -> dict[str, Any]:
     """Bench ``backend`` on the first ``limit`` items of ``dataset`` (all when None) and
     record the run in ``services.store``; returns the results dict (with ``run_id``).
+    The judged items are stored with their judgments (the cache), but join the
+    annotation queues only with ``add_to_store``.
 
     Mistakes (bad limit, unknown backend, malformed file, images outside the data) are
     raised before a run is recorded; a failure while judging marks the run ``failed``."""
@@ -91,11 +94,13 @@ def run_recorded(services: Services, dataset: DatasetFile, backend: str, *,
         if not bench.items:
             raise InputError(f"{dataset.label} holds no items")
         return _record(services, bench, dataset, backend, limit=limit,
-                       by=[k.strip() for k in by if k and k.strip()], progress=progress)
+                       by=[k.strip() for k in by if k and k.strip()], progress=progress,
+                       add_to_store=add_to_store)
 
 
 def _record(services: Services, bench: Benchmark, dataset: DatasetFile, backend: str, *,
-            limit: int | None, by: list[str], progress: Progress | None) -> dict[str, Any]:
+            limit: int | None, by: list[str], progress: Progress | None,
+            add_to_store: bool) -> dict[str, Any]:
     """Run the bench of :func:`run_recorded` and record it as a ``bench`` run."""
     from ..rl.runs import record_process
     from .command import write_results
@@ -107,7 +112,8 @@ def _record(services: Services, bench: Benchmark, dataset: DatasetFile, backend:
     model = services.backend(backend)
     run_id = store.create_run("bench", f"{backend} on {dataset.label}",
                               {"dataset": dataset.label, "backend": backend, "limit": limit,
-                               "by": by, "format": bench.format})
+                               "by": by, "format": bench.format,
+                               "add_to_store": add_to_store})
     out = run_dir(root, run_id)
     # The folder is named after the run id, so it is set once the id exists. The pid is
     # the server's own: a bench run has no process of its own, and is never signalled.
@@ -126,7 +132,7 @@ def _record(services: Services, bench: Benchmark, dataset: DatasetFile, backend:
 
         result = {"run_id": run_id,
                   **evaluate(bench, services, backend, by=by, progress=False, store=store,
-                             on_item=on_item),
+                             on_item=on_item, add_to_store=add_to_store),
                   "dataset": dataset.label,
                   "backend": {"spec": backend, "name": model.name, "version": model.version}}
         write_results(result, out / RESULT_FILE)
