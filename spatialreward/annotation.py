@@ -60,10 +60,6 @@ class Annotation:
         """The item as this annotator sees it (shuffled sides, labels, image hashes)."""
         return ann.shown_item(self._store, annotator, item_id)
 
-    def prefill_regions(self, item_id: int, order: Sequence[int]) -> str:
-        """The model's stored regions of each shown candidate, as editable text."""
-        return ann.format_regions(ann.predicted_regions(self._store, item_id, order))
-
     def image(self, sha: str) -> Image.Image:
         return Image.open(io.BytesIO(self._store.image_bytes(sha))).convert("RGB")
 
@@ -81,3 +77,12 @@ class Annotation:
     def verdict(self, item_id: int, order: Sequence[int]) -> dict[str, Any]:
         """The model's verdict on the item in shown labels (judged once, then cached)."""
         return ann.model_verdict(self._services.judge_item(item_id), order)
+
+    def empty_reason(self, annotator: str, queue: str) -> str:
+        """Why the queue has nothing for ``annotator`` now, and what to do about it."""
+        return ann.empty_queue_reason(self._store, annotator, queue)
+
+    def model_regions(self, item_id: int, order: Sequence[int]) -> str:
+        """The model's stored regions of each shown candidate as text (``A: x1,y1,x2,y2
+        label`` lines): shown after the vote only, so the vote stays blind."""
+        return ann.format_regions(ann.predicted_regions(self._store, item_id, order))

@@ -4,8 +4,11 @@ checks of who may start runs and of the app's caps live here, never in the tab."
 
 from __future__ import annotations
 
+import json
 import os
+import statistics
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +30,13 @@ RL_LIMITS = {"prompts": 100_000, "eval_prompts": 10_000, "prompts_per_step": 64,
              "threads": max(1, os.cpu_count() or 1)}
 """The most an RL run started from the app may ask for, per config field (``steps``:
 ``StudioConfig.max_rl_steps``)."""
+STOP_MARK = "stop_requested.json"
+"""Written into a run's folder when Stop is pressed: the run finishes its current step
+(tens of seconds) before it records ``cancelled``, and meanwhile it is shown as
+``stopping``. The store's statuses stay the trainer's own; a resume removes the mark."""
+STOPPING = "stopping"
+ESTIMATE_RUNS = 10
+"""How many earlier RL runs the step-time estimate of a run without a step reads."""
 
 
 class RunServices:
@@ -107,7 +117,7 @@ class RunServices:
         row = self.launcher.status(run_id)
         if row["kind"] != "rl":
             raise InputError(f"run {run_id} is a {row['kind']} run; pick an RL run")
-        return row, history_from_metrics(self.store.metrics(run_id))
+        return self._shown(row), history_from_metrics(self.store.metrics(run_id))
 
     def rl_view(self, run_id: int) -> dict[str, Any]:
         """What the Train tab shows of an RL run: :meth:`rl_status`'s ``row`` and
@@ -124,13 +134,13 @@ class RunServices:
                 "log": self.launcher.log_tail(run_id)}
 
     def rl_runs(self) -> list[dict[str, Any]]:
-        """The RL runs, newest first."""
-        return list(self.launcher.runs())
+        """The RL runs, newest first (``stopping`` while a stop request is pending)."""
+        return [self._shown(r) for r in self.launcher.runs()]
 
     def rl_progress(self, run_id: int) -> str:
         """A short signature that changes when a run makes progress (status, metric and
         sample counts): the tab redraws only then."""
-        row = self.launcher.status(run_id)
+        row = self._shown(self.launcher.status(run_id))
         return (f"{run_id}:{row['status']}:{len(self.store.metrics(run_id))}:"
                 f"{len(self.store.rl_samples(run_id))}")
 
@@ -178,15 +188,63 @@ class RunServices:
         return self.launcher.recover()
 
     def stop_run(self, run_id: int, user: str | None = None) -> dict[str, Any]:
-        """Ask an RL run to stop (it checkpoints first)."""
+        """Ask an RL run to stop (it finishes its step and checkpoints first); returns the
+        row, shown as ``stopping`` from now until the run records its outcome."""
         self.require(user, "stop_run")
-        return self.launcher.stop(run_id)
+        row = self.launcher.stop(run_id)
+        mark = self._stop_mark(row)
+        if mark is not None:
+            mark.write_text(json.dumps({"requested_at": time.time()}))
+        return self._shown(self.launcher.status(run_id))
 
     def resume_run(self, run_id: int, user: str | None = None) -> int:
         """Start a stopped, failed or interrupted RL run again from its checkpoint, within
         the same caps as a new run."""
         self.require(user, "start_run")
         with self._runs_lock:
-            config = self.store.run(run_id)["config"]
+            row = self.store.run(run_id)
+            config = row["config"]
             self._check_run_caps(config, int(config.get("processes", 1)))
+            mark = self._stop_mark(row)
+            if mark is not None:  # an old request must not show the new process as stopping
+                mark.unlink(missing_ok=True)
             return self.launcher.resume(run_id)
+
+    # -- the stop request and the step time ----------------------------------------
+
+    def _stop_mark(self, row: Mapping[str, Any]) -> Path | None:
+        """Where ``row``'s stop request is kept (None: the run has no folder yet)."""
+        if not row.get("out_dir"):
+            return None
+        return self.launcher.folder(dict(row)) / STOP_MARK
+
+    def _shown(self, row: dict[str, Any]) -> dict[str, Any]:
+        """``row`` as the Train tab shows it: an active run whose Stop was pressed is
+        ``stopping``, with ``stop_requested_at`` (seconds since the epoch)."""
+        mark = self._stop_mark(row) if row["status"] in ("queued", "running") else None
+        if mark is None or not mark.is_file():
+            return row
+        try:
+            at = float(json.loads(mark.read_text())["requested_at"])
+        except (OSError, ValueError, KeyError, TypeError):
+            at = mark.stat().st_mtime
+        return {**row, "status": STOPPING, "stop_requested_at": at}
+
+    def rl_step_estimate(self, run_id: int) -> float | None:
+        """Seconds one step of ``run_id`` should take, estimated before its first step
+        from the measured steps of up to :data:`ESTIMATE_RUNS` earlier RL runs, scaled
+        by the edits a step samples (prompts x group x sampler steps); None without any
+        measured run."""
+        def work(config: Mapping[str, Any]) -> float:
+            return float(config.get("prompts_per_step", 1) * config.get("group_size", 1)
+                         * config.get("sampling_steps", 1))
+
+        target = work(self.store.run(run_id)["config"])
+        rates = []
+        for other in [r for r in self.store.runs("rl") if r["id"] != run_id][:ESTIMATE_RUNS]:
+            seconds = [m["value"] for m in self.store.metrics(other["id"], "step_seconds")]
+            if seconds:
+                config = json.loads(other["config"]) if isinstance(other["config"], str) \
+                    else other["config"]
+                rates.append(statistics.fmean(seconds) / max(work(config), 1.0))
+        return statistics.median(rates) * target if rates else None

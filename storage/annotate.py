@@ -109,7 +109,7 @@ def queue_items(store: Store, queue: str, backend: str | None = None) -> list[in
     :data:`MIN_VOTES` current judgments, fewest first; ``gold``: items with a truth
     ranking; ``flagged``: most recently flagged first."""
     if queue == "all":
-        return store.item_ids()
+        return store.queued_item_ids()
     if queue in ("disagreements", "needs_votes"):
         q = disagreement_queue(store, backend, min_judgments=MIN_VOTES, limit=None)
         rows = q["disagreements"] if queue == "disagreements" else q["needs_judgments"]
@@ -137,6 +137,34 @@ def next_item(store: Store, annotator: str, queue: str = "all", *, after: int | 
         k = items.index(after) + 1
         items = items[k:] + items[:k]  # ``after`` itself comes last
     return next((i for i in items if i not in done), None)
+
+
+def empty_queue_reason(store: Store, annotator: str, queue: str,
+                       backend: str | None = None) -> str:
+    """Why :func:`next_item` found nothing for ``annotator`` in ``queue``, and what to do."""
+    all_items = store.queued_item_ids()  # a bench run's items are not queued unless asked
+    if not all_items:
+        return "The store is empty: save items in Inspect or import a folder in Data."
+    if items := queue_items(store, queue, backend):
+        return (f"You have judged all {len(items)} items of this queue. Pick another "
+                "queue, or undo a vote to change it.")
+    if queue == "disagreements":
+        q = disagreement_queue(store, backend, min_judgments=MIN_VOTES, limit=None)
+        if q["backend"] is None:
+            return ("No model has judged a stored item yet, so there is nothing to disagree "
+                    "with: judge items in Inspect or Bench, or pick another queue.")
+        few = sum(1 for r in q["needs_judgments"] if r["judgments"] >= 1)
+        if few == 0 and (enough := len(all_items) - q["total_needing_judgments"]):
+            return (f"No disagreement: on the {enough} items with at least {MIN_VOTES} "
+                    "votes the model's pick matches the human majority (or the majority is "
+                    "a tie or both bad). Pick another queue.")
+        return (f"Disagreement needs at least {MIN_VOTES} voters on an item: {few} "
+                f"item{'s have' if few != 1 else ' has'} one vote so far; ask a second "
+                "annotator or pick another queue.")
+    why = {"needs_votes": f"every item has at least {MIN_VOTES} votes",
+           "gold": "no item has a known answer (import a dataset with truth rankings)",
+           "flagged": "no item is flagged"}.get(queue, "it holds no items")
+    return f"This queue is empty: {why}. Pick another queue."
 
 
 @dataclass(frozen=True)

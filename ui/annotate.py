@@ -4,8 +4,11 @@ Who annotates: with ``--auth`` the logged-in user; otherwise a name typed once a
 in the browser (``gr.BrowserState``), which must be a registered annotator (a new name
 can be registered here, role ``annotator``, no password). Queues, the blind side order,
 mapping a vote back to candidates, undo and progress are :mod:`storage.annotate`; this
-module only lays them out. Keyboard: 1/A, 2/B, T, X, N, U (the ``HEAD`` script clicks
-the buttons by ``elem_id``; keys typed into a text field are left alone).
+module only lays them out. Keyboard: 1..N or A..D pick the best of N shown candidates
+(only the keys of the candidates on screen: their buttons are the only ones visible), T,
+X, N, U (the ``HEAD`` script clicks the buttons by ``elem_id``; keys typed into a text
+field are left alone). The vote is blind: neither the model's verdict nor its regions are
+shown before it.
 
 API (``gradio_client``):
 
@@ -40,8 +43,12 @@ from .text import plain
 
 log = logging.getLogger(__name__)
 
-KEYS = {"1": "vote-a", "a": "vote-a", "2": "vote-b", "b": "vote-b", "t": "vote-tie",
-        "x": "vote-bad", "n": "next-item", "u": "undo-vote"}
+LABELS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+VOTE_KEYS = "abcd"
+"""Candidates with a vote button (and keys 1..4 / A..D); an item with more is ranked."""
+KEYS = {**{str(k + 1): f"vote-{c}" for k, c in enumerate(VOTE_KEYS)},
+        **{c: f"vote-{c}" for c in VOTE_KEYS},
+        "t": "vote-tie", "x": "vote-bad", "n": "next-item", "u": "undo-vote"}
 HEAD = """<script>
 (() => {
   const keys = KEYS;
@@ -60,8 +67,25 @@ HEAD = """<script>
   });
 })();
 </script>""".replace("KEYS", json.dumps(KEYS))
-SHORTCUTS = ("**Keys:** `1`/`A` vote A · `2`/`B` vote B · `T` tie · `X` both bad · "
-             "`N` next item · `U` undo my last vote")
+
+
+def shortcuts(n: int = 2) -> str:
+    """The key hint for an item with ``n`` candidates: only keys that work on it.
+
+    >>> shortcuts(3).split(" · ")[:3]
+    ['**Keys:** `1`/`A` A is best', '`2`/`B` B is best', '`3`/`C` C is best']
+    """
+    if n > len(VOTE_KEYS):
+        picks = [f"type a ranking of {', '.join(LABELS[:n])}"]
+    else:
+        better = "is better" if n == 2 else "is best"
+        picks = [f"`{k + 1}`/`{LABELS[k]}` {LABELS[k]} {better}" for k in range(n)]
+    tie, bad = ("tie", "both bad") if n == 2 else ("all tied", "all bad")
+    return ("**Keys:** " + " · ".join([*picks, f"`T` {tie}", f"`X` {bad}", "`N` next item",
+                                       "`U` undo my last vote"]))
+
+
+SHORTCUTS = shortcuts(2)
 HIDDEN_VERDICT = "*The model's verdict stays hidden until you vote.*"
 STORAGE_KEY = "spatialreward-annotator"
 # The saved name is not a secret; a fixed key only lets it survive an app restart.
@@ -77,7 +101,7 @@ def build_annotate_tab(services: Services) -> None:
         return ann.identify(name, username(request))
 
     saved_name = gr.BrowserState("", storage_key=STORAGE_KEY, secret=STORAGE_SECRET)
-    session = gr.State({})  # item_id, order, shown_at, prefill (regions text), vote
+    session = gr.State({})  # item_id, order, shown_at, vote
     with gr.Row():
         name = gr.Textbox(label="Annotator" + (" (logged in)" if auth else ""),
                           placeholder="your name", interactive=not auth, scale=2,
@@ -97,8 +121,8 @@ def build_annotate_tab(services: Services) -> None:
                                 columns=2, height="auto", object_fit="contain", scale=2,
                                 interactive=False, elem_id="annotate-candidates")
     with gr.Row():
-        vote_a = gr.Button("A is better (1)", variant="primary", elem_id="vote-a")
-        vote_b = gr.Button("B is better (2)", variant="primary", elem_id="vote-b")
+        picks = [gr.Button(pick_label(k, 2), variant="primary", visible=k < 2,
+                           elem_id=f"vote-{c}") for k, c in enumerate(VOTE_KEYS)]
         vote_tie = gr.Button("Tie (T)", elem_id="vote-tie")
         vote_bad = gr.Button("Both bad (X)", variant="stop", elem_id="vote-bad")
     with gr.Row():
@@ -112,19 +136,20 @@ def build_annotate_tab(services: Services) -> None:
                               datatype=["str"] * (1 + len(SCORE_DIMENSIONS)), type="array",
                               static_columns=[0], label="Scores 0..10 (blank: not scored)",
                               elem_id="annotate-scores")
-        regions = gr.Textbox(label="Regions: one box per line, 'A: x1,y1,x2,y2 label' "
-                                   "(0..1000; prefilled with the model's regions when known)",
-                             lines=3, elem_id="annotate-regions")
+        regions = gr.Textbox(label="Regions you see: one box per line, 'A: x1,y1,x2,y2 "
+                                   "label' (0..1000; the model's boxes are shown after "
+                                   "your vote)", lines=3, elem_id="annotate-regions")
         comment = gr.Textbox(label="Comment", lines=2, elem_id="annotate-comment")
     verdict = gr.Markdown(HIDDEN_VERDICT, elem_id="model-verdict")
     with gr.Row():
         next_btn = gr.Button("Next item (N)", elem_id="next-item")
         undo_btn = gr.Button("Undo my last vote (U)", elem_id="undo-vote")
     status = gr.Markdown(elem_id="annotate-status")
-    gr.Markdown(SHORTCUTS, elem_id="annotate-keys")
+    keys = gr.Markdown(SHORTCUTS, elem_id="annotate-keys")
 
-    item_outputs = [session, instruction, source, candidates, vote_a, vote_b, ranking,
-                    vote_rank, scores, regions, comment, verdict, progress, status]
+    item_outputs = [session, instruction, source, candidates, *picks, vote_tie, vote_bad,
+                    ranking, vote_rank, scores, regions, comment, verdict, progress, status,
+                    keys]
     identity_outputs = [name, register, who]
 
     def item_view(annotator: str | None, queue_name: str, item_id: int | None,
@@ -132,26 +157,26 @@ def build_annotate_tab(services: Services) -> None:
         """Everything ``item_outputs`` shows for one item (or for none)."""
         if annotator is None or item_id is None:
             text = ("*Type your name and press Start.*" if annotator is None
-                    else "**Nothing left to judge in this queue.** Pick another queue.")
+                    else f"**Nothing to judge here.** {ann.empty_reason(annotator, queue_name)}")
             done = "" if annotator is None else str(ann.progress(annotator, queue_name))
-            return ({}, text, None, [], gr.update(visible=True), gr.update(visible=True),
-                    gr.update(visible=False, value=""), gr.update(visible=False), [], "", "",
-                    HIDDEN_VERDICT, done, note)
+            return ({}, text, None, [], *vote_buttons(2), gr.update(visible=False, value=""),
+                    gr.update(visible=False), [], "", "", HIDDEN_VERDICT, done, note,
+                    shortcuts(2))
         shown = ann.shown_item(annotator, item_id)
         n, labels = shown["n_candidates"], shown["labels"]
-        prefill = ann.prefill_regions(item_id, shown["order"])
+        # Blind: the regions box starts empty; the model's boxes come with its verdict.
         state = {"item_id": item_id, "order": shown["order"], "shown_at": time.monotonic(),
-                 "prefill": prefill, "vote": None}
+                 "vote": None}
         pair = n == 2
         return (state, f"**Item {item_id}** · {plain(shown['instruction'])}",
                 ann.image(shown["source"]),
                 gr.update(value=[(ann.image(sha), label)
                                  for sha, label in zip(shown["candidates"], labels, strict=True)],
                           columns=min(n, 4)),
-                gr.update(visible=pair), gr.update(visible=pair),
-                gr.update(visible=not pair, value=""), gr.update(visible=not pair),
-                [[label] + [""] * len(SCORE_DIMENSIONS) for label in labels], prefill, "",
-                HIDDEN_VERDICT, str(ann.progress(annotator, queue_name)), note)
+                *vote_buttons(n), gr.update(visible=not pair, value=""),
+                gr.update(visible=not pair),
+                [[label] + [""] * len(SCORE_DIMENSIONS) for label in labels], "", "",
+                HIDDEN_VERDICT, str(ann.progress(annotator, queue_name)), note, shortcuts(n))
 
     def identity_view(entered: str) -> tuple[Any, ...]:
         """(name, register button, who) for a typed or logged-in name; and the annotator
@@ -222,9 +247,7 @@ def build_annotate_tab(services: Services) -> None:
             if not (state or {}).get("item_id"):
                 raise InputError("no item on screen to vote on; press Start or pick a queue")
             order = state["order"]
-            typed = (region_text or "").strip()
-            boxes = (None if typed == state["prefill"].strip()  # untouched model boxes
-                     else ann.parse_regions(typed, len(order)))
+            boxes = ann.parse_regions((region_text or "").strip(), len(order))
             elapsed = time.monotonic() - state["shown_at"]
             jid = ann.vote(
                 annotator, state["item_id"], choice if choice else ranking_text,
@@ -249,7 +272,12 @@ def build_annotate_tab(services: Services) -> None:
             log.exception("the model failed on item %s", state["item_id"])
             return ("**The model could not judge this item:** "
                     f"{type(err).__name__}: {plain(redact_paths(str(err)))}")
-        return verdict_text(verdict, ann.vote_label(state["vote"], order))
+        text = verdict_text(verdict, ann.vote_label(state["vote"], order))
+        boxes = ann.model_regions(state["item_id"], order)
+        if boxes:  # shown only now: before the vote they would have steered it
+            text += "\n\n**The model's regions** (0..1000):\n\n" + "\n".join(
+                f"- {plain(line)}" for line in boxes.splitlines())
+        return text
 
     @user_errors
     def on_undo(entered: str, queue_name: str, state: dict[str, Any],
@@ -286,8 +314,9 @@ def build_annotate_tab(services: Services) -> None:
                    api_visibility="private")
     vote_inputs = [name, queue, session, ranking, scores, regions, comment]
     vote_outputs = [session, verdict, progress, status]
-    for button, choice in ((vote_a, "A"), (vote_b, "B"), (vote_tie, "tie"),
-                           (vote_bad, "both_bad"), (vote_rank, None)):
+    choices = [*((b, LABELS[k]) for k, b in enumerate(picks)), (vote_tie, "tie"),
+               (vote_bad, "both_bad"), (vote_rank, None)]
+    for button, choice in choices:
         event = f"annotate_{(button.elem_id or '').replace('-', '_')}"
         button.click(make_vote(choice), vote_inputs, vote_outputs, api_name=event,
                      api_visibility="private"
@@ -303,7 +332,18 @@ def build_annotate_tab(services: Services) -> None:
     def api_annotate(request: gr.Request, annotator: str, item_id: int, choice: str,
                      scores: dict | None = None, regions: list | None = None,
                      comment: str = "", seconds_spent: float | None = None) -> int:
-        """Store a vote; choice, scores and regions use the shown labels (A, B, ...)."""
+        """Store a vote; choice, scores and regions use the shown labels (A, B, ...) of
+        /next_item's order; returns the stored judgment's id.
+
+        Args:
+            annotator: a registered annotator (with a login: yourself)
+            item_id: the item voted on (from /next_item)
+            choice: A, B, ... (or 1, 2, ...), tie, both bad, or a ranking like B > A = C
+            scores: optional scores 0..10 by label, e.g. {"A": {"overall": 7}}
+            regions: optional boxes, e.g. [{"candidate": "A", "bbox_2d": [10, 20, 300, 400]}]
+            comment: optional free text
+            seconds_spent: optional time the vote took
+        """
         who = identify(annotator, request)
         return ann.vote(who, int(item_id), choice, scores=scores,
                             regions=regions, comment=comment or "",
@@ -311,13 +351,24 @@ def build_annotate_tab(services: Services) -> None:
 
     @user_errors
     def api_undo(request: gr.Request, annotator: str) -> int:
-        """Retract the annotator's most recent current vote; returns the retraction id."""
+        """Retract the annotator's most recent current vote; returns the retraction id.
+
+        Args:
+            annotator: a registered annotator (with a login: yourself)
+        """
         return ann.undo(identify(annotator, request)).retraction_id
 
     @user_errors
     def api_next_item(request: gr.Request, annotator: str, queue: str = "all",
                       after: int | None = None) -> dict:
-        """The next item the annotator has not judged in ``queue``, with its shown order."""
+        """The next item the annotator has not judged in the queue, with its shown order
+        (item_id None: nothing left).
+
+        Args:
+            annotator: a registered annotator (with a login: yourself)
+            queue: all, disagreements, needs_votes, gold or flagged
+            after: the item on screen: search behind it (skip it without voting)
+        """
         who = identify(annotator, request)
         item_id = ann.next_item(who, queue, after=after)
         done = ann.progress(who, queue)
@@ -328,9 +379,40 @@ def build_annotate_tab(services: Services) -> None:
                      if k not in ("source", "candidates")}
         return {**shown, "queue": queue, "judged": done.judged, "total": done.total}
 
-    gr.api(api_annotate, api_name="annotate")
-    gr.api(api_undo, api_name="undo")
-    gr.api(api_next_item, api_name="next_item")
+    documented_api(api_annotate, api_name="annotate")
+    documented_api(api_undo, api_name="undo")
+    documented_api(api_next_item, api_name="next_item")
+
+
+def documented_api(fn: Any, api_name: str, **options: Any) -> Any:
+    """``gr.api(fn, ...)`` whose inputs are labelled ``name: description`` from the
+    docstring's ``Args:`` (the API page says "the input provided in the <label>
+    component"; gr.api alone labels them "1st", "2nd", ...)."""
+    from gradio.utils import get_function_description, get_function_params
+
+    dependency = gr.api(fn, api_name=api_name, **options)
+    root = gr.context.Context.root_block
+    _, described, _ = get_function_description(fn)
+    block_fn = root.fns[dependency["id"]] if root is not None else None
+    names = [param[0] for param in get_function_params(fn)]  # the inputs, in order
+    for name, component in zip(names, block_fn.inputs if block_fn else [], strict=False):
+        if described.get(name) and isinstance(component, gr.components.Component):
+            component.label = f"{name}: {described[name]}"
+    return dependency
+
+
+def pick_label(k: int, n: int) -> str:
+    """The vote button of shown candidate ``k`` on an item with ``n`` candidates."""
+    return f"{LABELS[k]} is {'better' if n == 2 else 'best'} ({k + 1})"
+
+
+def vote_buttons(n: int) -> tuple[Any, ...]:
+    """Updates of the pick buttons (one per shown candidate, none past
+    :data:`VOTE_KEYS`: such an item is ranked), then of the tie and bad buttons."""
+    picks = [gr.update(visible=k < n <= len(VOTE_KEYS), value=pick_label(k, n))
+             for k in range(len(VOTE_KEYS))]
+    return (*picks, gr.update(value="Tie (T)" if n == 2 else "All tied (T)"),
+            gr.update(value="Both bad (X)" if n == 2 else "All bad (X)"))
 
 
 def _rows(value: Any) -> list[list[Any]]:

@@ -24,6 +24,7 @@ import plotly.graph_objects as go
 from spatialreward.errors import InputError
 from spatialreward.service import Services
 
+from .annotate import documented_api
 from .errors import user_errors, username
 
 HEAD = ""
@@ -163,7 +164,7 @@ def _limit(value: Any) -> int | None:
 
 
 def build_bench_tab(services: Services) -> None:
-    backends = list(services.available_backends())
+    backends = services.offered_choices()  # (label with a one-line description, spec)
     default_backend = services.config.backend
     run_choices = services.bench_runs
     choices = run_choices()
@@ -172,7 +173,7 @@ def build_bench_tab(services: Services) -> None:
                 "or an upload: a `.zip` holding `pairs.jsonl` and its images). Each run is "
                 "recorded in the store; pick stored runs below to view or compare them.")
     with gr.Row():
-        path = gr.Textbox(label="Dataset path under the data folder",
+        path = gr.Textbox("", label="Dataset path under the data folder",
                           placeholder="eval/pairs.jsonl (a file, or a folder with pairs.jsonl)",
                           scale=3, elem_id="bench-path")
         upload = gr.File(label="...or upload a .zip (pairs.jsonl + images)",
@@ -210,7 +211,7 @@ def build_bench_tab(services: Services) -> None:
 
     with gr.Accordion("Agreement: model vs people, people vs people", open=False):
         with gr.Row():
-            agree_backend = gr.Dropdown([("most judged", ""), *((b, b) for b in backends)],
+            agree_backend = gr.Dropdown([("most judged", ""), *backends],
                                         value="", label="Model backend", scale=2)
             agree = gr.Button("Compute agreement", scale=1)
         agree_head = gr.Dataframe(interactive=False, label="Agreement over current judgments")
@@ -224,47 +225,82 @@ def build_bench_tab(services: Services) -> None:
                 gr.update(choices=fresh), gr.update(choices=fresh))
 
     @user_errors
-    def on_run(path_text: str, upload_file: str | None, spec: str, n: Any, keys: str,
-               request: gr.Request,
-               progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
+    def run_bench(request: gr.Request, dataset_path: str = "", upload: str | None = None,
+                  backend: str = default_backend, limit: int = 0, by: str = "flaw",
+                  progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
+        """Bench a backend on a pair-format dataset (a path under the data folder, or an
+        uploaded .zip / .jsonl) and record the run; returns its summary.
+
+        Args:
+            dataset_path: a .jsonl, or a folder holding pairs.jsonl, under the data folder
+            upload: instead of a path, an uploaded .zip (pairs.jsonl + images) or .jsonl
+            backend: an offered backend spec (e.g. mini, pixel)
+            limit: judge at most this many items (0: every item)
+            by: metadata keys to break the accuracy down by, space or comma separated
+        """
         def tick(done: int, total: int) -> None:
             progress((done, total), desc="judging", unit="items")
 
-        result = services.bench(path=path_text, upload=upload_file, backend=spec,
-                                limit=_limit(n), by=(keys or "").replace(",", " ").split(),
+        result = services.bench(path=dataset_path, upload=upload, backend=backend,
+                                limit=_limit(limit), by=(by or "").replace(",", " ").split(),
                                 user=username(request), progress=tick)
         return (result["summary"], *picks(str(result["run_id"])))
 
-    run.click(on_run, inputs=[path, upload, backend, limit, by],
+    run.click(run_bench, inputs=[path, upload, backend, limit, by],
               outputs=[summary, run_pick, run_a, run_b], api_name="run_bench",
               concurrency_limit=1, concurrency_id="model")
 
     @user_errors
-    def on_show(run_id: str | None) -> tuple[Any, ...]:
+    def show_run(run_id: str | None = None) -> tuple[Any, ...]:
+        """A stored bench run's headline, accuracy table and charts.
+
+        Args:
+            run_id: the stored run's id (see /refresh_runs)
+        """
         if not run_id:
             return (gr.skip(),) * 5
         return result_views(services.bench_result(run_id))
 
-    run_pick.change(on_show, inputs=[run_pick],
+    run_pick.change(show_run, inputs=[run_pick],
                     outputs=[head, table, cat_plot, by_plot, score_plot], api_name="show_run")
-    refresh.click(lambda: picks(), outputs=[run_pick, run_a, run_b], api_name="refresh_runs")
+    def refresh_runs() -> tuple[Any, Any, Any]:
+        """The stored bench runs, newest first, as the three run dropdowns' choices."""
+        return picks()
+
+    refresh.click(refresh_runs, outputs=[run_pick, run_a, run_b], api_name="refresh_runs")
+    root = gr.context.Context.root_block  # the Blocks being built: run on every page load
+    if root is None:
+        raise RuntimeError("build_bench_tab must be called inside a gr.Blocks")
+    root.load(refresh_runs, outputs=[run_pick, run_a, run_b], api_name="bench_load",
+              api_visibility="private")
 
     @user_errors
-    def on_compare(a: str | None, b: str | None) -> tuple[Any, ...]:
+    def compare_runs(a: str | None = None, b: str | None = None) -> tuple[Any, ...]:
+        """Two stored bench runs' accuracies side by side (delta = B - A).
+
+        Args:
+            a: run A's id
+            b: run B's id
+        """
         if not a or not b:
             raise InputError("pick two stored runs (Run A and Run B) first")
         comparison = services.compare_bench(a, b)
         return _table(comparison["rows"], COMPARE_COLUMNS), compare_chart(comparison)
 
-    compare.click(on_compare, inputs=[run_a, run_b], outputs=[compare_table, compare_plot],
+    compare.click(compare_runs, inputs=[run_a, run_b], outputs=[compare_table, compare_plot],
                   api_name="compare_runs")
 
     @user_errors
-    def on_agreement(spec: str | None) -> tuple[Any, ...]:
-        report = services.agreement(spec)
+    def agreement(backend: str = "") -> tuple[Any, ...]:
+        """Model vs the human majority, the human ceiling and inter-annotator agreement.
+
+        Args:
+            backend: the model judgments to compare ("": the backend with the most)
+        """
+        report = services.agreement(backend)
         return (*agreement_views(report), report)
 
-    agree.click(on_agreement, inputs=[agree_backend],
+    agree.click(agreement, inputs=[agree_backend],
                 outputs=[agree_head, agree_per, agree_raw], api_name="agreement")
 
     @user_errors
@@ -272,9 +308,15 @@ def build_bench_tab(services: Services) -> None:
               limit: int = 0) -> dict[str, Any]:
         """Bench a backend on a pair-format dataset under the data folder (a .jsonl, a
         folder holding pairs.jsonl, or a .zip of one); limit 0 = every item. Records the
-        run in the store and returns its summary: accuracy, n, run_id, per category."""
+        run in the store and returns its summary: accuracy, n, run_id, per category.
+
+        Args:
+            dataset: a .jsonl, a folder holding pairs.jsonl, or a .zip, under the data folder
+            backend: an offered backend spec (e.g. mini, pixel)
+            limit: judge at most this many items (0: every item)
+        """
         result = services.bench(path=dataset, backend=backend, limit=_limit(limit),
                                 by=("flaw",), user=username(request))
         return dict(result["summary"])
 
-    gr.api(bench, api_name="bench", concurrency_limit=1, concurrency_id="model")
+    documented_api(bench, api_name="bench", concurrency_limit=1, concurrency_id="model")

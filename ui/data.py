@@ -57,7 +57,7 @@ def build_data_tab(services: Services) -> None:
         upload = gr.File(label="Upload .parquet or .zip", file_types=[".parquet", ".zip"],
                          type="filepath", scale=2, elem_id="data-upload")
         with gr.Column(scale=2):
-            path = gr.Textbox(label="...or a path under the data folder",
+            path = gr.Textbox("", label="...or a path under the data folder",
                               placeholder="eval/pairs.jsonl, eval/ or export.parquet",
                               elem_id="data-path")
             do_import = gr.Button("Import", variant="primary", elem_id="data-import")
@@ -75,40 +75,52 @@ def build_data_tab(services: Services) -> None:
         refresh = gr.Button("Refresh statistics", scale=1)
         check = gr.Button("Integrity check", scale=1)
     with gr.Row():
-        # Callables: read again on every page load, not frozen at build time.
-        table = gr.Dataframe(lambda: stats_table(services.stats()), interactive=False,
-                             label="Statistics", scale=2, elem_id="data-stats")
+        table = gr.Dataframe(interactive=False, label="Statistics", scale=2,
+                             elem_id="data-stats")
         with gr.Column(scale=1):
-            integrity = gr.Markdown(elem_id="data-integrity")
+            integrity_md = gr.Markdown(elem_id="data-integrity")
             with gr.Accordion("Statistics JSON", open=False):
-                raw = gr.JSON(services.stats)
+                raw = gr.JSON(label="Statistics JSON")
 
     @user_errors
-    def on_import(upload_file: str | None, path_text: str, request: gr.Request
-                  ) -> tuple[Any, ...]:
-        counts = services.import_data(path=path_text, upload=upload_file,
-                                      user=username(request))
-        stats = services.stats()
-        return import_message(counts), stats, stats_table(stats)
+    def import_data(request: gr.Request, upload: str | None = None, path: str = ""
+                    ) -> tuple[Any, ...]:
+        """Import a dataset into the store, all or nothing; returns a message and the
+        store's statistics.
 
-    do_import.click(on_import, inputs=[upload, path], outputs=[import_result, raw, table],
+        Args:
+            upload: an uploaded .parquet (a Studio export) or .zip (pairs.jsonl + images)
+            path: instead of an upload, a path under the data folder
+        """
+        counts = services.import_data(path=path, upload=upload, user=username(request))
+        now = services.stats()
+        return import_message(counts), now, stats_table(now)
+
+    do_import.click(import_data, inputs=[upload, path], outputs=[import_result, raw, table],
                     api_name="import_data")
 
     @user_errors
-    def on_export(fmt_value: str, request: gr.Request) -> tuple[Any, ...]:
-        file, n = services.export(fmt_value, user=username(request))
+    def export(request: gr.Request, fmt: str = "parquet") -> tuple[Any, ...]:
+        """Export the whole store for download; returns the file and a message.
+
+        Args:
+            fmt: parquet (Hugging Face datasets) or jsonl (a zip of pairs.jsonl + images)
+        """
+        file, n = services.export(fmt, user=username(request))
         return str(file), f"Exported {n} items to `{file.name}`."
 
-    do_export.click(on_export, inputs=[fmt], outputs=[export_file, export_result],
+    do_export.click(export, inputs=[fmt], outputs=[export_file, export_result],
                     api_name="export")
 
-    def on_stats() -> tuple[Any, ...]:
-        stats = services.stats()
-        return stats, stats_table(stats)
+    def stats() -> tuple[Any, ...]:
+        """The store's row counts, schema version and journal mode (JSON and a table)."""
+        now = services.stats()
+        return now, stats_table(now)
 
-    refresh.click(on_stats, outputs=[raw, table], api_name="stats")
+    refresh.click(stats, outputs=[raw, table], api_name="stats")
 
-    def on_integrity() -> str:
+    def integrity() -> str:
+        """The store's integrity check: SQLite integrity, foreign keys, image hashes."""
         problems = services.integrity()
         if not problems:
             return "**Integrity: ok** (SQLite integrity and foreign keys, every image's hash)"
@@ -116,4 +128,8 @@ def build_data_tab(services: Services) -> None:
         more = f"\n- ... and {len(problems) - 50} more" if len(problems) > 50 else ""
         return f"**{len(problems)} problem(s)**\n{listed}{more}"
 
-    check.click(on_integrity, outputs=[integrity], api_name="integrity")
+    check.click(integrity, outputs=[integrity_md], api_name="integrity")
+    root = gr.context.Context.root_block  # read again on every page load, not at build time
+    if root is None:
+        raise RuntimeError("build_data_tab must be called inside a gr.Blocks")
+    root.load(stats, outputs=[raw, table], api_name="data_load", api_visibility="private")
