@@ -7,8 +7,15 @@
 - ``photo-*``: real photographs shipped with scikit-image, edited the way the instruction
   language describes (an object added, recoloured or removed) and saved as JPEG like an
   editor's output; each has a correct candidate and flawed ones.
+- ``photo-bw-*``: an honest failure, shown as one: a real photo made black and white, a
+  request SpatialReward-Mini cannot read (it knows 4 shapes in 8 colours), so its
+  judgment is flagged ``low_coverage`` instead of passing for a verdict.
 
-``examples/examples.json`` lists them: source, candidates (correct first), instruction.
+``examples/examples.json`` lists them: source, candidates (correct first), instruction,
+and what the default backend (Mini) measured on each: its overall scores, statuses, and
+``gallery``, the place the Inspect tab shows it in: clear correct rankings first (by
+margin), then the flagged failures, then close calls and mis-rankings. The list order
+itself never changes (tests name examples by position).
 """
 
 from __future__ import annotations
@@ -114,8 +121,60 @@ def photo_examples() -> list[dict]:
     return out
 
 
+def honest_failure() -> dict:
+    from skimage import data
+
+    cat = np.ascontiguousarray(data.chelsea())  # 300 x 451
+    gray = cv2.cvtColor(cv2.cvtColor(cat, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+    half = cat.copy()
+    half[:, : cat.shape[1] // 2] = gray[:, : cat.shape[1] // 2]
+    return {
+        "name": "Out of its depth (flagged): make the cat black and white",
+        "source": save(cat, "photo-bw-source.jpg", 92),
+        "candidates": [save(gray, "photo-bw-c0.jpg", 90),
+                       save(half, "photo-bw-c1.jpg", 90)],  # only the left half
+        "instruction": "make the cat black and white",
+    }
+
+
+CLEAR_MARGIN = 1.0
+"""Overall points (0..10) the correct edit must lead by for a "works" demo."""
+
+
+def measure(examples: list[dict]) -> None:
+    """Judge every example with the default backend; record the outcome and the gallery
+    order (clear correct rankings first, then flagged failures, then the rest)."""
+    from spatialreward.service import Services
+
+    services = Services()
+    keys = []
+    for k, e in enumerate(examples):
+        results = services.inspect_group(str(HERE / e["source"]),
+                                         [str(HERE / c) for c in e["candidates"]],
+                                         e["instruction"])
+        scores = [r.judgment.overall for r in results]
+        statuses = [r.judgment.status for r in results]
+        others = [s if s is not None else -1.0 for s in scores[1:]]
+        margin = (scores[0] or -1.0) - max(others)
+        if "low_coverage" in statuses:
+            outcome, group = "flagged: out of its depth", 1
+        elif margin >= CLEAR_MARGIN:
+            outcome, group = "works: the correct edit ranks first", 0
+        elif margin > 0:
+            outcome, group = "close call: the correct edit ranks first narrowly", 2
+        else:
+            outcome, group = "mis-ranked: a flawed edit scores higher", 2
+        e["measured"] = {"backend": results[0].judgment.backend,
+                         "overall": [None if s is None else round(s, 2) for s in scores],
+                         "status": statuses, "outcome": outcome}
+        keys.append((group, -margin, k))
+    for place, (_, _, k) in enumerate(sorted(keys), start=1):
+        examples[k]["gallery"] = place
+
+
 def main() -> None:
-    examples = synth_examples() + photo_examples()
+    examples = synth_examples() + photo_examples() + [honest_failure()]
+    measure(examples)
     (HERE / "examples.json").write_text(json.dumps(examples, indent=2) + "\n")
     total = sum(p.stat().st_size for p in HERE.iterdir() if p.suffix in (".png", ".jpg"))
     print(f"wrote {len(examples)} examples ({total / 1e6:.2f} MB)")

@@ -45,29 +45,82 @@ def box_to_pixels(bbox_2d: tuple[int, int, int, int], size: tuple[int, int]) -> 
     )
 
 
+TOP_CLEARANCE = 0.12
+"""Share of an image's height, from the top, where no label is drawn: front ends put
+their badges and buttons there (gradio's label badge top left, download and fullscreen
+top right), and a label under them cannot be read."""
+
+
+def label_position(box: tuple[int, int, int, int], text_size: tuple[int, int],
+                   size: tuple[int, int]) -> tuple[int, int]:
+    """Top-left corner of a box's label of ``text_size`` = (w, h) in an image of ``size``:
+    just below the box, else just above it, never in the top :data:`TOP_CLEARANCE` band,
+    always inside the image (when the label fits in it).
+
+    >>> label_position((10, 0, 60, 20), (30, 12), (200, 200))  # box at the very top
+    (10, 24)
+    >>> label_position((150, 180, 199, 199), (30, 12), (200, 200))  # at the bottom right
+    (150, 166)
+    """
+    w, h = size
+    tw, th = text_size
+    x1, y1, _, y2 = box
+    gap = 2
+    y = y2 + gap if y2 + gap + th <= h else y1 - gap - th
+    y = max(y, round(TOP_CLEARANCE * h))
+    x = min(max(0, x1), max(0, w - tw))
+    return x, min(max(0, y), max(0, h - th))
+
+
 def draw_regions(image: Image.Image, regions: Iterable[Region]) -> Image.Image:
-    """Each region's box and ``id: label`` in the region's colour."""
+    """Each region's box and ``id: label`` in the region's colour; labels sit below their
+    box (:func:`label_position`), clear of the badges a front end draws at the top."""
     out = image.convert("RGB").copy()
     draw = ImageDraw.Draw(out)
     line = max(2, round(min(out.size) / 200))
     font_px = max(12, round(min(out.size) / 32))
     font = ImageFont.load_default(size=font_px)
+    taken: list[tuple[int, int, int, int]] = []  # labels drawn so far
     for r in regions:
         color = region_color(r.id)
         x1, y1, x2, y2 = box_to_pixels(r.bbox_2d, out.size)
         draw.rectangle((x1, y1, x2, y2), outline=color, width=line)
         text = f"{r.id}: {r.label}" if r.label else str(r.id)
-        tx, ty = x1, max(0, y1 - font_px - 4)
-        left, top, right, bottom = draw.textbbox((tx, ty), text, font=font)
-        draw.rectangle((left - 2, top - 2, right + 2, bottom + 2), fill=color)
-        draw.text((tx, ty), text, fill="black", font=font)
+        left, top, right, bottom = (round(v) for v in draw.textbbox((0, 0), text, font=font))
+        pad = 2
+        tw, th = right - left + 2 * pad, bottom - top + 2 * pad
+        tx, ty = label_position((x1, y1, x2, y2), (tw, th), out.size)
+        ty = _below_taken((tx, ty, tx + tw, ty + th), taken, out.size[1])
+        taken.append((tx, ty, tx + tw, ty + th))
+        draw.rectangle((tx, ty, tx + tw, ty + th), fill=color)
+        draw.text((tx + pad - left, ty + pad - top), text, fill="black", font=font)
     return out
 
 
-def heatmap_overlay(image: Image.Image, heatmap: np.ndarray, alpha: float = 0.55) -> Image.Image:
-    """Blend a (h, w) map in [0, 1] over ``image``; cold areas stay close to the photo."""
+def _below_taken(rect: tuple[int, int, int, int], taken: list[tuple[int, int, int, int]],
+                 height: int) -> int:
+    """The top of ``rect`` moved down past the labels it would cover (two regions with
+    the same box would print one label over the other), while it fits in the image.
+
+    >>> _below_taken((0, 10, 30, 22), [(5, 10, 40, 22)], 100)
+    24
+    """
+    x1, y, x2, y2 = rect
+    h = y2 - y
+    while True:
+        below = [b2 for a1, b1, a2, b2 in taken if x1 < a2 and a1 < x2 and y < b2 and b1 < y + h]
+        if not below or max(below) + 2 + h > height:
+            return y
+        y = max(below) + 2
+
+
+def heatmap_overlay(image: Image.Image, heatmap: np.ndarray, alpha: float = 0.75,
+                    gamma: float = 0.6) -> Image.Image:
+    """Blend a (h, w) map in [0, 1] over ``image`` in the turbo colours (blue = low, red =
+    high; :func:`scale_colors`); cold areas stay close to the photo. ``gamma`` < 1 lifts
+    the weak values attention spreads over most patches, so a map is not a faint tint."""
     rgb = np.asarray(image.convert("RGB"))
-    heat = np.clip(np.nan_to_num(heatmap.astype(np.float32)), 0.0, 1.0)
+    heat = np.clip(np.nan_to_num(heatmap.astype(np.float32)), 0.0, 1.0) ** gamma
     # (h, w) -> image size; bilinear keeps the map smooth at the photo's resolution
     heat = np.asarray(
         cv2.resize(heat, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR), np.float32
@@ -77,3 +130,14 @@ def heatmap_overlay(image: Image.Image, heatmap: np.ndarray, alpha: float = 0.55
     weight = (alpha * heat)[..., None]
     blended = rgb * (1.0 - weight) + colored * weight
     return Image.fromarray(blended.round().astype(np.uint8))
+
+
+def scale_colors(n: int = 7) -> list[str]:
+    """``n`` evenly spaced colours of the heatmap scale, low to high, for a legend.
+
+    >>> scale_colors(2)
+    ['#30123b', '#7a0403']
+    """
+    ramp = np.linspace(0, 255, n).round().astype(np.uint8).reshape(-1, 1)
+    bgr = cv2.applyColorMap(ramp, cv2.COLORMAP_TURBO).reshape(-1, 3)
+    return ["#{:02x}{:02x}{:02x}".format(*px[::-1]) for px in bgr]
