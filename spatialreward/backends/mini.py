@@ -17,6 +17,7 @@ import os
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,8 @@ from PIL import Image
 
 from ..attention import summarise
 from ..checkpoints import read_checkpoint
-from ..judgment import AttentionSummary, Judgment, Mask, Region, low_coverage_warning
+from ..judgment import AttentionSummary, Coverage, Judgment, Mask, Region, low_coverage_warning
+from ..mini import domain
 from ..mini.coverage import read_instruction
 from ..mini.features import PAD, SIZE, UNK, Features, Tokenizer, prepare
 from ..mini.model import MiniConfig, MiniRewardModel, box_masks
@@ -127,6 +129,11 @@ class MiniBackend:
         # The version names the pixel evidence too: the model reads it, so judgments
         # cached from older evidence are not this model's answers.
         self.version = f"{kind}-{digest}-e{EVIDENCE_VERSION}"
+        # Out-of-domain images: a check calibrated beside the checkpoint (None: not
+        # calibrated, e.g. a fine-tune; its judgments then carry no domain distance).
+        self.domain = domain.load(Path(path))
+        if self.domain is not None:
+            self.version += f"-d{self.domain.digest}"
 
     # -- batched inference ----------------------------------------------------------
     @torch.no_grad()
@@ -185,6 +192,16 @@ class MiniBackend:
         return maps
 
     # -- composing the judgment from the outputs ---------------------------------------
+    def _coverage(self, instruction: str, out: dict, k: int) -> Coverage:
+        """What Mini could read: the instruction's words, and whether the images look
+        like its training scenes (:mod:`spatialreward.mini.domain`)."""
+        coverage = read_instruction(instruction, self.tokenizer.index)
+        if self.domain is None:
+            return coverage
+        distance = float(self.domain.distance(out["pooled"][k : k + 1].numpy())[0])
+        reasons = coverage.reasons + ((domain.reason(distance),) if distance > 1.0 else ())
+        return replace(coverage, domain_distance=round(distance, 3), reasons=reasons)
+
     def _judgment(self, out: dict, k: int, f: Features, instruction: str,
                   timings: dict[str, float]) -> Judgment:
         sc = tuple(round(float(v), 3) for v in out["sc"][k])
@@ -236,7 +253,7 @@ class MiniBackend:
         caveats = _unanchored(sc, best, stray, f.evidence.preservation)
         verdict = (f"Edit success {sc[0]:.1f}/25: {found}. Over-editing {sc[1]:.1f}/25: "
                    f"{kept}." + "".join(f" {c}" for c in caveats))
-        coverage = read_instruction(instruction, self.tokenizer.index)
+        coverage = self._coverage(instruction, out, k)
         warnings: tuple[str, ...] = tuple(caveats)
         if coverage.low:
             warnings = (low_coverage_warning("SpatialReward-Mini", coverage), *warnings)

@@ -255,6 +255,9 @@ class MiniRewardModel(nn.Module):
             "before_shape": facts[..., 2 * N_COLOR:2 * N_COLOR + N_SHAPE],
             "after_shape": facts[..., 2 * N_COLOR + N_SHAPE:],
             "attention": attn,
+            # what the images look like, pooled over patches: the domain check's input
+            # (spatialreward.mini.domain); the scores do not read it
+            "pooled": torch.cat([src.mean(1), edt.mean(1), src.std(1), edt.std(1)], -1),
         }
 
 
