@@ -5,7 +5,9 @@
 Starts the app on a fresh store in a temp folder, fills it with a small SynthEdit set
 (imported, benched with the mini backend, a few votes), and drives each tab in
 Debian's Chromium: Inspect (the astronaut example, three candidates), Annotate (a vote
-cast with the keyboard, verdict revealed), Bench (the stored run) and Data.
+cast with the keyboard, verdict revealed), Bench (the stored run) and Data. The README's
+docs/screenshot.png is a confident judgment (the astronaut) beside a flagged one (the
+out-of-depth example), side by side.
 """
 
 from __future__ import annotations
@@ -26,6 +28,31 @@ from tests.browser import browser_page  # noqa: E402
 from tests.conftest import launch_studio  # noqa: E402
 
 OUT = ROOT / "docs" / "screenshots"
+FLAGGED = "Out of its depth (flagged): make the cat black and white"
+
+
+def side_by_side(left: Path, right: Path, out: Path) -> None:
+    """docs/screenshot.png: a confident judgment beside a flagged one, each titled."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    shots = [Image.open(left).convert("RGB"), Image.open(right).convert("RGB")]
+    titles = ["Confident: an edit SpatialReward-Mini can read",
+              "Flagged: the same model out of its depth, saying so"]
+    try:
+        font = ImageFont.truetype("DejaVuSans-Bold.ttf", 30)
+    except OSError:
+        font = ImageFont.load_default(size=30)
+    gap, head = 24, 56
+    w, h = sum(im.width for im in shots) + gap, max(im.height for im in shots) + head
+    canvas = Image.new("RGB", (w, h), "white")
+    draw = ImageDraw.Draw(canvas)
+    x = 0
+    for im, title in zip(shots, titles, strict=True):
+        canvas.paste(im, (x, head))
+        draw.text((x + 12, 12), title, fill="#222", font=font)
+        x += im.width + gap
+    canvas = canvas.resize((1800, round(h * 1800 / w)), Image.Resampling.LANCZOS)
+    canvas.save(out, optimize=True)
 
 
 def main() -> None:
@@ -47,7 +74,18 @@ def main() -> None:
             page.wait_for_selector("#attention-edited img", timeout=60_000)
             page.wait_for_timeout(800)
             page.screenshot(path=str(OUT / "inspect.png"), full_page=True)
-            shutil.copy(OUT / "inspect.png", ROOT / "docs" / "screenshot.png")
+            page.locator("#ranking").scroll_into_view_if_needed()
+            page.screenshot(path=str(tmp / "confident.png"))
+            page.evaluate("window.scrollTo(0, 0)")
+            page.get_by_text(FLAGGED).click()  # an example click judges at once
+            page.wait_for_selector("#inspect-warnings :text('out of its depth')",
+                                   timeout=60_000)
+            page.wait_for_timeout(800)
+            page.locator("#ranking").scroll_into_view_if_needed()
+            page.screenshot(path=str(tmp / "flagged.png"))
+            side_by_side(tmp / "confident.png", tmp / "flagged.png",
+                         ROOT / "docs" / "screenshot.png")
+            page.evaluate("window.scrollTo(0, 0)")
 
             page.get_by_role("tab", name="Annotate").click()
             page.locator("#annotator-name").get_by_role("textbox").fill("ana")
