@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from storage import annotate as ann
+from storage import samples
 from storage.store import SCORE_DIMENSIONS
 
 if TYPE_CHECKING:
@@ -77,6 +78,28 @@ class Annotation:
     def verdict(self, item_id: int, order: Sequence[int]) -> dict[str, Any]:
         """The model's verdict on the item in shown labels (judged once, then cached)."""
         return ann.model_verdict(self._services.judge_item(item_id), order)
+
+    # -- the RL samples queue: a pair of a group at a time ---------------------------------
+
+    PAIR_QUEUES: Sequence[str] = ("rl_samples",)
+    """Queues whose items are voted a pair at a time (use the ``*_pair`` calls)."""
+
+    def next_pair(self, annotator: str, after: tuple[int, Sequence[int]] | None = None
+                  ) -> dict[str, Any] | None:
+        """The next RL pair for ``annotator`` (least sure reward first): ``{"item_id",
+        "pair": [i, j], "gap", "votes"}``, or None; ``after``: the (item, pair) on screen."""
+        return samples.next_pair(self._store, annotator, after=after)
+
+    def shown_pair(self, annotator: str, item_id: int, pair: Sequence[int]) -> dict[str, Any]:
+        """The pair as shown (``order``, ``labels`` A/B, ``source``, ``candidates``)."""
+        return samples.shown_pair(self._store, annotator, item_id, pair)
+
+    def vote_pair(self, annotator: str, item_id: int, pair: Sequence[int], choice: str,
+                  **details: Any) -> int:
+        """Store a vote on a shown pair (``choice``: A, B, tie, both bad; ``order``,
+        ``scores``, ``regions``, ``comment``, ``seconds_spent`` as for :meth:`vote`)."""
+        return samples.record_pair_vote(self._store, annotator, item_id, pair, choice,
+                                        **details)
 
     def empty_reason(self, annotator: str, queue: str) -> str:
         """Why the queue has nothing for ``annotator`` now, and what to do about it."""

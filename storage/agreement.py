@@ -14,16 +14,28 @@ candidate by the chosen backend).
   the same item (leave-one-out), the most a model can hope to agree with "the humans";
 - per annotator: judgments, agreement with the others' majority, accuracy on gold items
   (items with a ground-truth ranking).
+
+Annotators have a kind (``human`` or ``simulated``, :mod:`storage.simulated`). The figures
+count people only unless asked (``kinds``), and say how many votes of the other kinds
+they left out. Items of more than ``MAX_FULL_RANKING`` candidates (RL sample groups,
+voted a pair at a time) disagree pairwise (:func:`storage.samples.pair_disagreements`).
 """
 
 from __future__ import annotations
 
 import heapq
+import json
+import operator
 from collections import Counter, defaultdict
 from collections.abc import Mapping
 from typing import Any
 
+from .samples import pair_disagreements
 from .store import Store
+from .validation import MAX_FULL_RANKING, check_kinds, is_partial
+
+HUMANS = ("human",)
+"""The default filter of the figures shown to users: people's votes only."""
 
 
 def majority(labels: Mapping[str, int]) -> str | None:
@@ -45,11 +57,12 @@ def _label(preferred: int | None, both_bad: int) -> str:
     return "both_bad" if both_bad else ("tie" if preferred is None else str(preferred))
 
 
-def human_votes(store: Store) -> dict[int, dict[str, int]]:
-    """Current votes per item (label -> count), counted in SQL over ``human_current``
-    (one scan of a covering index)."""
+def human_votes(store: Store, kinds: Any = HUMANS) -> dict[int, dict[str, int]]:
+    """Current votes per item (label -> count) of annotators of ``kinds`` (default:
+    people; None or ``"all"``: every kind), counted in SQL over ``human_current`` (one
+    scan of a covering index)."""
     votes: dict[int, dict[str, int]] = {}
-    for item_id, preferred, both_bad, n in store.vote_counts():
+    for item_id, preferred, both_bad, n in store.vote_counts(kinds):
         labels = votes.setdefault(item_id, {})
         label = _label(preferred, both_bad)
         labels[label] = labels.get(label, 0) + n
@@ -80,16 +93,25 @@ def model_label(scores: dict[int, float]) -> str:
 
 
 def disagreement_queue(store: Store, backend: str | None = None, min_judgments: int = 2,
-                       limit: int | None = 100) -> dict[str, Any]:
+                       limit: int | None = 100, kinds: Any = HUMANS) -> dict[str, Any]:
     """Items where the model's pick and the human majority differ, the most confident
     model mistakes (largest margin between the model's pick and the humans' pick) first;
-    and items with fewer than ``min_judgments`` current judgments, fewest first."""
+    and items with fewer than ``min_judgments`` current judgments, fewest first. Votes
+    are those of annotators of ``kinds`` (default: people). An item of more than
+    ``MAX_FULL_RANKING`` candidates (an RL group) disagrees on a pair: the model prefers
+    one edit of a voted pair, the majority the other; its row names the ``pair``."""
     backend = backend or default_backend(store)
-    votes = human_votes(store)
+    votes = human_votes(store, kinds)
     sizes = store.candidate_counts()
     scores = model_scores(store, backend, sizes) if backend else {}
-    found = []  # (-margin, item, model's top candidates, human pick, judgments)
+    found: list[tuple[Any, ...]] = []  # (-margin, item, model's tops, human pick, n, pair)
+    for row in pair_disagreements(store, backend, kinds, scores, sizes) if backend else []:
+        if (n := sum(votes.get(row["item_id"], {}).values())) >= min_judgments:
+            found.append((-row["margin"], row["item_id"], [row["model_pick"]],
+                          row["human_pick"], n, row["pair"]))
     for item_id, s in scores.items():
+        if sizes.get(item_id, 0) > MAX_FULL_RANKING:
+            continue  # pairwise, above
         labels = votes.get(item_id)
         if labels is None or (n := sum(labels.values())) < min_judgments:
             continue
@@ -100,12 +122,14 @@ def disagreement_queue(store: Store, backend: str | None = None, min_judgments: 
         best = max(s.values())
         tops = [k for k, v in s.items() if v >= best - 1e-9]
         if tops != [h]:
-            found.append((s[h] - best, item_id, tops, h, n))
+            found.append((s[h] - best, item_id, tops, h, n, None))
     # Only the first ``limit`` rows are needed in order: a heap, not a full sort.
-    first = heapq.nsmallest(limit, found) if limit else sorted(found)
+    key = operator.itemgetter(0, 1)  # margin, item: a pair (or None) is never compared
+    first = heapq.nsmallest(limit, found, key=key) if limit else sorted(found, key=key)
     queue = [{"item_id": item_id, "model_pick": str(tops[0]) if len(tops) == 1 else "tie",
-              "human_pick": str(h), "margin": -neg, "votes": votes[item_id], "judgments": n}
-             for neg, item_id, tops, h, n in first]
+              "human_pick": str(h), "margin": -neg, "votes": votes[item_id], "judgments": n,
+              **({} if pair is None else {"pair": list(pair)})}
+             for neg, item_id, tops, h, n, pair in first]
     totals = {i: sum(labels.values()) for i, labels in votes.items()}
     few = sorted(({"item_id": i, "judgments": totals.get(i, 0)}
                   for i in sizes if totals.get(i, 0) < min_judgments),
@@ -127,17 +151,31 @@ def _gold_label(truth_ranking: list[Any]) -> str:
     return str(first)
 
 
-def agreement(store: Store, backend: str | None = None) -> dict[str, Any]:
-    """The agreement report (see the module docstring); ``None`` where there is too
-    little data to compute a figure."""
+def agreement(store: Store, backend: str | None = None, kinds: Any = HUMANS
+              ) -> dict[str, Any]:
+    """The agreement report (see the module docstring) over the votes of annotators of
+    ``kinds`` (default: people; None or ``"all"``: every kind); ``None`` where there is
+    too little data to compute a figure. ``kinds`` and ``left_out`` (kind -> current
+    votes not counted) say what it covers."""
     import krippendorff
     import numpy as np
     from sklearn.metrics import cohen_kappa_score
 
     # label of each (annotator, item); an annotator has at most one current judgment of
     # an item unless they judged it twice without editing: the latest one counts.
+    wanted = check_kinds(kinds)
     labels: dict[str, dict[int, str]] = defaultdict(dict)
+    left_out: Counter[str] = Counter()
+    sizes = store.candidate_counts()
+    pair_votes = 0  # votes on a pair of an RL group: not an item-level label
     for r in store.current_votes():
+        if wanted is not None and r["annotator_kind"] not in wanted:
+            left_out[r["annotator_kind"]] += 1
+            continue
+        if sizes.get(r["item_id"], 0) > MAX_FULL_RANKING and _is_partial(r["ranking"],
+                                                                          sizes[r["item_id"]]):
+            pair_votes += 1
+            continue
         labels[r["annotator"]][r["item_id"]] = _label(r["preferred"], r["both_bad"])
     gold = {i: _gold_label(t) for i, t in store.truth_rankings().items()}
     by_item: dict[int, dict[str, str]] = defaultdict(dict)
@@ -147,7 +185,7 @@ def agreement(store: Store, backend: str | None = None) -> dict[str, Any]:
 
     # Model vs human majority.
     backend = backend or default_backend(store)
-    model = model_scores(store, backend) if backend else {}
+    model = model_scores(store, backend, sizes) if backend else {}
     hits = []
     for item_id, who in by_item.items():
         maj = majority(Counter(who.values()))
@@ -204,4 +242,11 @@ def agreement(store: Store, backend: str | None = None) -> dict[str, Any]:
             "agreement_with_others": float(np.mean(loo[name])) if loo[name] else None,
             "gold_items": len(g), "gold_accuracy": float(np.mean(g)) if g else None})
     return {"model_vs_human": model_vs_human, "inter_annotator": inter,
-            "human_ceiling": ceiling, "per_annotator": per_annotator}
+            "human_ceiling": ceiling, "per_annotator": per_annotator,
+            "kinds": "all" if wanted is None else list(wanted), "left_out": dict(left_out),
+            "pair_votes": pair_votes}
+
+
+def _is_partial(ranking: str | None, n: int) -> bool:
+    """True for a stored ranking (JSON text) that leaves candidates out: a pair vote."""
+    return ranking is not None and is_partial(json.loads(ranking), n)

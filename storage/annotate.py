@@ -1,12 +1,12 @@
-"""Annotation over a :class:`~storage.store.Store`: queues, the next item, blind side
-order, votes mapped back to candidates, undo, progress.
+"""Annotation over a :class:`~storage.store.Store`: queues, the next item, blind side order,
+votes mapped back to candidates, undo, progress.
 
-An annotator sees an item's candidates in a shuffled order under the labels A, B, C, ...
-The order is a pure function of (annotator, item) (:func:`side_order`), so a reload shows
-the same sides, and every choice the annotator makes in labels (``"A"``, ``"B > A = C"``,
-scores and regions keyed by label) is mapped back to real candidate indices before it is
-stored. The model's verdict is not part of what is shown; :func:`model_verdict` describes
-it, in the same labels, for after the vote.
+An annotator sees an item's candidates in a shuffled order under the labels A, B, C, ... The
+order is a pure function of (annotator, item) (:func:`side_order`), so a reload shows the
+same sides, and every choice the annotator makes in labels (``"A"``, ``"B > A = C"``, scores
+and regions keyed by label) is mapped back to real candidate indices before it is stored.
+The model's verdict is not part of what is shown; :func:`model_verdict` describes it, in the
+same labels, for after the vote.
 
 Votes follow the store's append-only rules: voting again on an item supersedes the
 annotator's current judgment of it (an edit), and :func:`undo_last` undoes the annotator's
@@ -37,6 +37,7 @@ from spatialreward.errors import (
 )
 from spatialreward.judgment import Judgment
 
+from . import samples
 from .agreement import disagreement_queue, model_label
 from .store import MAX_NAME_CHARS, SCORE_DIMENSIONS, Store
 
@@ -46,6 +47,7 @@ QUEUES = {
     "needs_votes": "Needs more votes",
     "gold": "Gold items (known answer)",
     "flagged": "Flagged items",
+    "rl_samples": "RL samples: the policy's own edits",
 }
 """Queue name -> what it holds (the UI's dropdown labels)."""
 MIN_VOTES = 2
@@ -79,11 +81,7 @@ def resolve_annotator(store: Store, name: str | None, logged_in: str | None = No
 
 
 def is_registered(store: Store, name: str) -> bool:
-    try:
-        store.annotator_id(name)
-    except UnknownAnnotatorError:
-        return False
-    return True
+    return name in store.annotator_kinds()
 
 
 def register(store: Store, name: str) -> str:
@@ -107,17 +105,16 @@ def queue_items(store: Store, queue: str, backend: str | None = None) -> list[in
     confident mistakes first (``backend``: the model judgments to compare, default the
     backend with the most stored judgments); ``needs_votes``: fewer than
     :data:`MIN_VOTES` current judgments, fewest first; ``gold``: items with a truth
-    ranking; ``flagged``: most recently flagged first."""
-    if queue == "all":
-        return store.queued_item_ids()
+    ranking; ``flagged``: most recently flagged first; ``rl_samples``: RL groups, oldest first."""
+    listed = {"all": store.queued_item_ids, "gold": lambda: list(store.truth_rankings()),
+              "flagged": store.flagged_items,
+              "rl_samples": lambda: store.origin_item_ids(samples.ORIGIN)}
+    if queue in listed:
+        return listed[queue]()
     if queue in ("disagreements", "needs_votes"):
         q = disagreement_queue(store, backend, min_judgments=MIN_VOTES, limit=None)
         rows = q["disagreements"] if queue == "disagreements" else q["needs_judgments"]
         return [int(r["item_id"]) for r in rows]
-    if queue == "gold":
-        return list(store.truth_rankings())
-    if queue == "flagged":
-        return store.flagged_items()
     raise InputError(f"no queue {queue!r}; choose one of {', '.join(QUEUES)}")
 
 
@@ -128,9 +125,12 @@ def judged_items(store: Store, annotator: str) -> set[int]:
 
 def next_item(store: Store, annotator: str, queue: str = "all", *, after: int | None = None,
               backend: str | None = None) -> int | None:
-    """The first item of ``queue`` that ``annotator`` has not judged; None when none is
-    left. With ``after`` (the item on screen) the search starts behind it and wraps
-    around, so "next" skips an item without voting on it."""
+    """The first item of ``queue`` that ``annotator`` has not judged; None when none is left.
+    With ``after`` (the item on screen) the search starts behind it and wraps around, so
+    "next" skips an item unvoted. ``rl_samples``: the item of :func:`samples.next_pair`."""
+    if queue == "rl_samples":
+        pair = samples.next_pair(store, annotator, backend=backend)
+        return None if pair is None else int(pair["item_id"])
     items = queue_items(store, queue, backend)
     done = judged_items(store, annotator)
     if after is not None and after in items:
@@ -163,7 +163,8 @@ def empty_queue_reason(store: Store, annotator: str, queue: str,
                 "annotator or pick another queue.")
     why = {"needs_votes": f"every item has at least {MIN_VOTES} votes",
            "gold": "no item has a known answer (import a dataset with truth rankings)",
-           "flagged": "no item is flagged"}.get(queue, "it holds no items")
+           "flagged": "no item is flagged", "rl_samples": "no RL sample group is stored "
+           "(eval-editor --to-store)"}.get(queue, "it holds no items")
     return f"This queue is empty: {why}. Pick another queue."
 
 

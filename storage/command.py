@@ -108,11 +108,14 @@ def cmd_agreement(args: argparse.Namespace) -> int:
     from .agreement import agreement
 
     with _open(args) as store:
-        report = agreement(store, backend=args.backend)
+        report = agreement(store, backend=args.backend, kinds=args.kind)
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
     m, inter, ceil = report["model_vs_human"], report["inter_annotator"], report["human_ceiling"]
+    left = ", ".join(f"{n} {k}" for k, n in report["left_out"].items())
+    print(f"annotators: {args.kind}" + (f" (left out: {left} votes; --kind all counts them)"
+                                         if left else ""))
     print(f"model vs human majority ({m['backend']}): {_num(m['accuracy'])} over "
           f"{m['items']} items")
     print(f"human ceiling (one vs the others' majority): {_num(ceil['accuracy'])} over "
@@ -123,6 +126,18 @@ def cmd_agreement(args: argparse.Namespace) -> int:
         print(f"  {a['annotator']:<16} {a['judgments']:>6} judged  agreement "
               f"{_num(a['agreement_with_others'])}  gold accuracy {_num(a['gold_accuracy'])} "
               f"({a['gold_items']} gold)")
+    return 0
+
+
+def cmd_simulate_votes(args: argparse.Namespace) -> int:
+    from .simulated import simulate_votes
+
+    with _open(args) as store:
+        counts = simulate_votes(store, annotator=args.annotator, error=args.error,
+                                queue=args.queue, n=args.n, seed=args.seed)
+    print(f"simulated annotator {args.annotator} (error {args.error:g}): {counts['votes']} "
+          f"votes ({counts['flipped']} flipped, {counts['ties']} ties), {counts['skipped']} "
+          f"pairs already voted, {counts['available']} pairs with a ground truth")
     return 0
 
 
@@ -188,7 +203,24 @@ def add_parser(sub: Any) -> None:
                "model-vs-human accuracy, inter-annotator agreement, human ceiling")
     p.add_argument("--backend", help="backend whose judgments to compare (default: the one "
                    "with most stored judgments)")
+    p.add_argument("--kind", choices=["human", "simulated", "all"], default="human",
+                   help="whose votes to count (default human: simulated annotators are "
+                   "left out, and the report says how many of their votes)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p = action("simulate-votes", cmd_simulate_votes,
+               "vote as a simulated annotator from the ground truth, with an error rate "
+               "(marked simulated: never counted as people)")
+    p.add_argument("--annotator", default="sim-10",
+                   help="simulated annotator's name (registered with kind simulated; a "
+                   "human of that name is refused)")
+    p.add_argument("--error", type=float, default=0.1,
+                   help="probability that a vote is flipped (default 0.1)")
+    p.add_argument("--queue", default="rl_samples",
+                   choices=["rl_samples", "rl-samples", "gold", "all"],
+                   help="rl_samples: RL sample groups (truth scores); gold: items with a "
+                   "truth ranking; all: both")
+    p.add_argument("--n", type=int, default=2000, help="most pairs to vote on (default 2000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the pair order and the errors")
     p = action("queue", cmd_queue, "the disagreement queue and items needing judgments")
     p.add_argument("--backend", help="backend (default: the one with most stored judgments)")
     p.add_argument("--min-judgments", type=int, default=2,

@@ -14,7 +14,8 @@ Both formats carry everything needed to rebuild a store's items and judgments el
       "origin": {"dataset": ..., "file": ..., "id": ...},
       "metadata": {...},
       "human_judgments": [{"id": 1, "annotator": "ana", "annotator_role": "annotator",
-                           "kind": "judgment", "ranking": [1, 0], "preferred": 1,
+                           "annotator_kind": "human", "kind": "judgment",
+                           "ranking": [1, 0], "preferred": 1,
                            "both_bad": false, "scores": {"1": {"overall": 8.0}},
                            "regions": [...], "comment": "", "seconds_spent": 12.5,
                            "supersedes": null, "restores": null,
@@ -35,8 +36,9 @@ Both formats carry everything needed to rebuild a store's items and judgments el
   and ``candidates`` to a list of them. The other columns hold the same values as the
   JSONL (JSON strings where they are not plain strings).
 
-Password hashes are never exported (only annotator names and roles): an imported
-annotator keeps the role from the file but has no password, so no app login.
+Password hashes are never exported (only annotator names, roles and kinds): an imported
+annotator keeps the role and the kind (``human`` or ``simulated``) from the file but has
+no password, so no app login.
 
 Text that is not valid Unicode (a lone surrogate, U+D800..U+DFFF) cannot be written as
 UTF-8. The store refuses it, but a store written before that check may hold some (in its
@@ -52,10 +54,14 @@ judgments by (item, annotator, kind, created_at), model judgments by their cache
 
 Annotators: an import never changes a stored annotator. A file that gives an existing
 annotator another role than the store's (``annotator_role``) is refused; one without
-``annotator_role`` makes no claim. With ``human_judgments=False`` the file's human
-judgments are dropped without being checked (counted as ``dropped_human_judgments``) and
-no annotator is created: items and model judgments import as usual. The app imports files
-from people this way; ``db import`` keeps everything.
+``annotator_role`` makes no claim. Kinds are never mixed silently: a file that gives an
+existing annotator another kind than the store's (``annotator_kind``) is refused, and a
+judgment without ``annotator_kind`` (files written before kinds existed) is a person's,
+``human``; one annotator has one kind in the whole file. With ``human_judgments=False``
+the file's human judgments are dropped without being checked (counted as
+``dropped_human_judgments``) and no annotator is created: items and model judgments
+import as usual. The app imports files from people this way; ``db import`` keeps
+everything.
 """
 
 from __future__ import annotations

@@ -112,13 +112,15 @@ def _clean(value: Any) -> Any:
 
 
 def _export_humans(store: Store, item_id: int) -> list[dict[str, Any]]:
-    # Only name and role leave the annotators table: never the password hash.
+    # Only name, role and kind leave the annotators table: never the password hash. The
+    # kind travels so that an import elsewhere keeps simulated votes apart from people's.
     rows = store.human_history(item_id)
     ref = {r["id"]: k for k, r in enumerate(rows, 1)}
     return [{
         "id": ref[r["id"]],
         "annotator": r["annotator"],
         "annotator_role": r["annotator_role"],
+        "annotator_kind": r["annotator_kind"],
         "kind": r["kind"],
         "ranking": loads(r["ranking"]),
         "preferred": r["preferred"],

@@ -29,11 +29,14 @@ from spatialreward.errors import (
 from .connection import StoreConnection, now
 from .pairs import Ranking
 from .validation import (
+    ANNOTATOR_KINDS,
     CONTENT_COLUMNS,
     KINDS,
     MAX_NAME_CHARS,
     RETRACTION,
     ROLES,
+    check_annotator_kind,
+    check_kinds,
     check_new_password,
     check_text,
     is_text,
@@ -60,6 +63,8 @@ class HumanJudgment:
     created_at: str
     restores: int | None = None
     """Set on an undo of an edit: the row whose content this one copies."""
+    annotator_kind: str = "human"
+    """``human`` or ``simulated`` (:data:`~storage.validation.ANNOTATOR_KINDS`)."""
 
     @property
     def label(self) -> str:
@@ -80,7 +85,8 @@ def _human(r: dict[str, Any]) -> HumanJudgment:
         ranking=ranking, preferred=r["preferred"], both_bad=bool(r["both_bad"]), scores=scores,
         regions=None if r["regions"] is None else json.loads(r["regions"]),
         comment=r["comment"], seconds_spent=r["seconds_spent"], supersedes=r["supersedes"],
-        created_at=r["created_at"], restores=r["restores"])
+        created_at=r["created_at"], restores=r["restores"],
+        annotator_kind=r.get("annotator_kind", "human"))
 
 
 @functools.cache
@@ -95,10 +101,18 @@ def _dummy_hash() -> str:
 
 
 # Never the password hash: whether there is one.
-_ANNOTATORS = ("SELECT id, name, role, password_hash IS NOT NULL AS has_password, created_at "
-               "FROM annotators")
-_WITH_NAME = ("SELECT h.*, a.name AS annotator FROM {table} h "
+_ANNOTATORS = ("SELECT id, name, role, password_hash IS NOT NULL AS has_password, created_at, "
+               "kind FROM annotators")
+_WITH_NAME = ("SELECT h.*, a.name AS annotator, a.kind AS annotator_kind FROM {table} h "
               "JOIN annotators a ON a.id = h.annotator_id")
+
+
+def _kind_filter(kinds: Any, column: str = "a.kind") -> tuple[str, list[Any]]:
+    """SQL ``AND ...`` and its parameters for a filter on annotator kinds (None: all)."""
+    wanted = check_kinds(kinds)
+    if wanted is None:
+        return "", []
+    return f" AND {column} IN ({', '.join('?' * len(wanted))})", list(wanted)
 
 
 class HumanJudgmentStore(StoreConnection):
@@ -107,11 +121,13 @@ class HumanJudgmentStore(StoreConnection):
 
     # -- annotators -----------------------------------------------------------------
 
-    def add_annotator(self, name: str, role: str = "annotator", password: str | None = None
-                      ) -> int:
+    def add_annotator(self, name: str, role: str = "annotator", password: str | None = None,
+                      kind: str = "human") -> int:
         """Register an annotator (a name of up to :data:`MAX_NAME_CHARS` characters);
         ``password`` (optional, at least ``MIN_PASSWORD_CHARS`` characters) is stored as
-        an argon2id hash."""
+        an argon2id hash. ``kind``: ``human``, or ``simulated`` (votes from the ground
+        truth, :mod:`storage.simulated`; never a password, so never an app login)."""
+        kind = check_annotator_kind(kind, password)
         name = check_text(name or "", "the annotator name", MAX_NAME_CHARS, strip=True)
         if not name:
             raise InvalidJudgmentError("an annotator needs a name")
@@ -125,7 +141,7 @@ class HumanJudgmentStore(StoreConnection):
         with self.write():
             if self._one("SELECT id FROM annotators WHERE name = ?", [name]) is not None:
                 raise InvalidJudgmentError(f"an annotator named {name!r} already exists")
-            return self._insert("annotators", {"name": name, "role": role,
+            return self._insert("annotators", {"name": name, "role": role, "kind": kind,
                                                "password_hash": pw_hash, "created_at": now()})
 
     def annotator_id(self, name: str) -> int:
@@ -134,16 +150,22 @@ class HumanJudgmentStore(StoreConnection):
 
     def annotator(self, name: str) -> dict[str, Any]:
         """The annotator named ``name``: ``id``, ``name``, ``role``, ``has_password``,
-        ``created_at`` (never the password hash)."""
+        ``created_at``, ``kind`` (never the password hash)."""
         row = self._one(_ANNOTATORS + " WHERE name = ?", [name])
         if row is None:
             raise UnknownAnnotatorError(
                 f"no annotator named {name!r}; register one first (Store.add_annotator)")
         return row
 
-    def annotators(self) -> list[dict[str, Any]]:
-        """Every annotator, as :meth:`annotator` describes one, oldest first."""
-        return self._all(_ANNOTATORS + " ORDER BY id")
+    def annotators(self, kinds: Any = None) -> list[dict[str, Any]]:
+        """Every annotator (of ``kinds``: None or ``"all"``, a kind or several), as
+        :meth:`annotator` describes one, oldest first."""
+        where, params = _kind_filter(kinds, "kind")
+        return self._all(_ANNOTATORS + " WHERE 1" + where + " ORDER BY id", params)
+
+    def annotator_kinds(self) -> dict[str, str]:
+        """Annotator name -> kind (``human`` or ``simulated``), every annotator."""
+        return {str(n): str(k) for n, k in self._rows("SELECT name, kind FROM annotators")}
 
     def check_password(self, name: str, password: str) -> bool:
         """True when ``password`` matches the annotator's stored hash.
@@ -153,8 +175,9 @@ class HumanJudgmentStore(StoreConnection):
         from argon2 import PasswordHasher
         from argon2.exceptions import InvalidHashError, VerificationError
 
-        row = (self._one("SELECT password_hash FROM annotators WHERE name = ?", [name])
-               if is_text(name) else None)
+        # A simulated annotator never logs in (it has no hash; the kind says so twice).
+        row = (self._one("SELECT password_hash FROM annotators WHERE name = ? AND kind = ?",
+                         [name, ANNOTATOR_KINDS[0]]) if is_text(name) else None)
         stored = None if row is None else row["password_hash"]
         # surrogatepass: text that is not valid Unicode still costs a verify (and fails).
         secret = password.encode("utf-8", "surrogatepass")
@@ -170,18 +193,21 @@ class HumanJudgmentStore(StoreConnection):
                            scores: Mapping[Any, Mapping[str, float]] | None = None,
                            regions: Sequence[Mapping[str, Any]] | None = None,
                            comment: str = "", seconds_spent: float | None = None,
-                           supersedes: int | None = None) -> int:
+                           supersedes: int | None = None, both_bad: bool = False) -> int:
         """Record a judgment; returns its id.
 
         ``preference``: the index of the better candidate, ``"tie"``, ``"both_bad"``, or a
         full ranking in the pair format (``[2, [0, 1]]``). ``supersedes``: the id of this
-        annotator's earlier judgment of the item that this one replaces (an edit).
+        annotator's earlier judgment of the item that this one replaces (an edit). On an
+        item of more than ``validation.MAX_FULL_RANKING`` candidates the ranking may be
+        partial (the pair shown: ``[7, 2]``; a tie ``[[7, 2]]``, with ``both_bad`` when
+        both are bad).
         ``comment``: up to ``MAX_COMMENT_CHARS`` characters; ``regions``: up to
         ``MAX_REGIONS``, each label up to ``MAX_LABEL_CHARS``."""
         return self.add_human_judgments([dict(
             item_id=item_id, annotator=annotator, preference=preference, scores=scores,
             regions=regions, comment=comment, seconds_spent=seconds_spent,
-            supersedes=supersedes)])[0]
+            supersedes=supersedes, both_bad=both_bad)])[0]
 
     def add_human_judgments(self, judgments: Iterable[Mapping[str, Any]]) -> list[int]:
         """Record many judgments in one transaction (all or none); each a mapping with
@@ -199,7 +225,7 @@ class HumanJudgmentStore(StoreConnection):
             content = judgment_columns(
                 j["preference"], sizes[item_id], scores=j.get("scores"),
                 regions=j.get("regions"), comment=j.get("comment"),
-                seconds_spent=j.get("seconds_spent"))
+                seconds_spent=j.get("seconds_spent"), both_bad=bool(j.get("both_bad")))
             rows.append({"item_id": item_id, "annotator_id": annotators[name],
                          "kind": "judgment", **content, "supersedes": j.get("supersedes"),
                          "created_at": now()})
@@ -325,10 +351,13 @@ class HumanJudgmentStore(StoreConnection):
     # -- reading human judgments ----------------------------------------------------
 
     def human_judgments(self, item_id: int | None = None, annotator: str | None = None,
-                        history: bool = False) -> list[HumanJudgment]:
-        """Current judgments (or, with ``history``, every row ever written), oldest first."""
+                        history: bool = False, kinds: Any = None) -> list[HumanJudgment]:
+        """Current judgments (or, with ``history``, every row ever written), oldest first,
+        each with its ``annotator_kind``; ``kinds`` (None or ``"all"``: every kind;
+        ``"human"``, ``"simulated"`` or a list) keeps those annotators' only."""
         table = "human_judgments" if history else "current_human_judgments"
-        where, params = [], []
+        kind_sql, params = _kind_filter(kinds)
+        where = ["1" + kind_sql]
         if item_id is not None:
             where.append("h.item_id = ?")
             params.append(item_id)
@@ -361,10 +390,12 @@ class HumanJudgmentStore(StoreConnection):
 
     def human_history(self, item_id: int) -> list[dict[str, Any]]:
         """Every row ever written about an item, oldest first, as stored (JSON columns as
-        text), with the annotator's ``annotator`` name and ``annotator_role`` (never the
-        password hash): what an export writes and an import compares with."""
+        text), with the annotator's ``annotator`` name, ``annotator_role`` and
+        ``annotator_kind`` (never the password hash): what an export writes and an import
+        compares with."""
         return self._all(
-            "SELECT h.*, a.name AS annotator, a.role AS annotator_role FROM human_judgments h "
+            "SELECT h.*, a.name AS annotator, a.role AS annotator_role, "
+            "a.kind AS annotator_kind FROM human_judgments h "
             "JOIN annotators a ON a.id = h.annotator_id WHERE h.item_id = ? ORDER BY h.id",
             [item_id])
 
@@ -374,16 +405,54 @@ class HumanJudgmentStore(StoreConnection):
             "SELECT DISTINCT item_id FROM current_human_judgments WHERE annotator_id = ?",
             [self.annotator_id(annotator)])}
 
-    def vote_counts(self) -> list[tuple[int, int | None, int, int]]:
+    def vote_counts(self, kinds: Any = None) -> list[tuple[int, int | None, int, int]]:
         """Current votes counted per item and vote: ``(item_id, preferred, both_bad, n)``,
-        in SQL over ``human_current`` (one scan of a covering index)."""
+        in SQL over ``human_current`` (one scan of a covering index; with ``kinds``, a
+        filter on the annotators' kind, joined through the history)."""
+        wanted = check_kinds(kinds)
+        present = {str(k) for (k,) in self._rows("SELECT DISTINCT kind FROM annotators")}
+        if wanted is None or present <= set(wanted):  # nothing to leave out: no join
+            return [(int(i), p, int(b), int(n)) for i, p, b, n in self._rows(
+                "SELECT item_id, preferred, both_bad, COUNT(*) FROM human_current "
+                "GROUP BY item_id, preferred, both_bad")]
+        where, params = _kind_filter(kinds)
         return [(int(i), p, int(b), int(n)) for i, p, b, n in self._rows(
-            "SELECT item_id, preferred, both_bad, COUNT(*) FROM human_current "
-            "GROUP BY item_id, preferred, both_bad")]
+            "SELECT c.item_id, c.preferred, c.both_bad, COUNT(*) FROM human_current c "
+            "JOIN human_judgments h ON h.id = c.judgment_id "
+            "JOIN annotators a ON a.id = h.annotator_id WHERE 1" + where
+            + " GROUP BY c.item_id, c.preferred, c.both_bad", params)]
 
-    def current_votes(self) -> list[dict[str, Any]]:
-        """Every current judgment's vote, oldest first: ``item_id``, ``annotator`` (the
-        name), ``preferred``, ``both_bad``."""
-        return self._all("SELECT h.item_id, a.name AS annotator, h.preferred, h.both_bad "
-                         "FROM current_human_judgments h "
-                         "JOIN annotators a ON a.id = h.annotator_id ORDER BY h.id")
+    def current_votes(self, kinds: Any = None) -> list[dict[str, Any]]:
+        """Every current judgment's vote (of annotators of ``kinds``, None: all), oldest
+        first: ``item_id``, ``annotator`` (the name), ``annotator_kind``, ``preferred``,
+        ``both_bad``, ``ranking`` (JSON text: a pair vote on an RL group ranks two)."""
+        where, params = _kind_filter(kinds)
+        return self._all("SELECT h.item_id, a.name AS annotator, a.kind AS annotator_kind, "
+                         "h.preferred, h.both_bad, h.ranking FROM current_human_judgments h "
+                         "JOIN annotators a ON a.id = h.annotator_id WHERE 1" + where
+                         + " ORDER BY h.id", params)
+
+    def item_votes(self, item_ids: Sequence[int] | None = None, kinds: Any = None
+                   ) -> list[dict[str, Any]]:
+        """Current judgments (of ``item_ids``, of annotators of ``kinds``), oldest first:
+        ``id``, ``item_id``, ``annotator``, ``annotator_kind``, ``ranking`` (decoded: a
+        pair vote on an RL group ranks two), ``both_bad``."""
+        where, params = _kind_filter(kinds)
+        if item_ids is not None:
+            where += f" AND h.item_id IN ({', '.join('?' * len(item_ids))})"
+            params.extend(int(i) for i in item_ids)
+        rows = self._all(
+            "SELECT h.id, h.item_id, a.name AS annotator, a.kind AS annotator_kind, "
+            "h.ranking, h.both_bad FROM current_human_judgments h JOIN annotators a "
+            "ON a.id = h.annotator_id WHERE 1" + where + " ORDER BY h.id", params)
+        for r in rows:
+            r["ranking"] = None if r["ranking"] is None else json.loads(r["ranking"])
+        return rows
+
+    def origin_item_ids(self, origin: str) -> list[int]:
+        """Items in the annotation queues that an add from ``origin`` (an
+        ``origin_dataset``, e.g. ``rl-samples``) named, oldest first."""
+        return [int(i) for (i,) in self._rows(
+            "SELECT DISTINCT s.item_id FROM item_sources s WHERE s.origin_dataset = ? "
+            "AND EXISTS (SELECT 1 FROM item_sources q WHERE q.item_id = s.item_id AND "
+            "q.queued) ORDER BY s.item_id", [origin])]

@@ -36,6 +36,7 @@ from .layout import REQUIRED_COLUMNS, ROW_GROUP, STRING_COLUMNS
 from .pairs import PairFormatError, item_from_dict, iter_pairs, ranking_to_json
 from .records import Entry, Human, check_entry
 from .store import Store
+from .validation import ANNOTATOR_KINDS
 
 
 def import_pairs(store: Store, jsonl_path: str | os.PathLike[str], dataset: str | None = None,
@@ -49,7 +50,8 @@ def import_pairs(store: Store, jsonl_path: str | os.PathLike[str], dataset: str 
     store holds under another name (a bench run's, another dataset's) is merged, not
     added again (counted as an item when only a bench run had added it: it joins the
     annotation queues). New annotators get the file's role and no password; existing
-    ones are left as they are, and a file that gives one of them another role is refused.
+    ones are left as they are, and a file that gives one of them another role or kind
+    (``annotator_kind``, ``human`` when absent) is refused.
     ``human_judgments=False`` drops the file's human judgments (none is written, no
     annotator is created)."""
     path = Path(jsonl_path)
@@ -203,18 +205,20 @@ def _import(store: Store, entries: Sequence[Entry], images: Iterable[Sequence[by
     """Write validated entries in one transaction; ``images``: each entry's image data
     (source first), in entry order, read only while writing."""
     roles = _roles(entries)
+    kinds = _kinds(entries)
     counts = {"items": 0, "human_judgments": 0, "model_judgments": 0, "skipped": 0,
               "dropped_human_judgments": sum(e.dropped for e in entries)}
     with store.write():
         # Checks against the store first (nothing written yet), then the writes.
         _check_roles(store, roles)
+        _check_kinds(store, kinds)
         items = [_existing_item(store, e) for e in entries]
         plans = [_plan_humans(store, e, i) for e, i in zip(entries, items, strict=True)]
         shas = {s for e in entries for s in e.shas}
         fresh = [s for s in shas if not store.image_exists(s)]
         try:
             for name, (role, _) in roles.items():
-                _ensure_annotator(store, name, role or "annotator")
+                _ensure_annotator(store, name, role or "annotator", kinds[name][0])
             for e, item_id, plan, data in zip(entries, items, plans, images, strict=True):
                 try:
                     _write_entry(store, e, item_id, plan, data, counts)
@@ -259,6 +263,56 @@ def _check_roles(store: Store, roles: dict[str, tuple[str | None, str]]) -> None
                 f"{where}: annotator {name!r} is {row['role']!r} in this store but "
                 f"{role!r} in the file; an import never changes an annotator's role: set "
                 f"annotator_role to {row['role']!r} or leave it out; nothing was imported")
+
+
+def _kinds(entries: Sequence[Entry]) -> dict[str, tuple[str, str]]:
+    """Annotator -> (the kind the file gives; where it first says so). A judgment without
+    ``annotator_kind`` (a file from before kinds existed, or written by hand) is a
+    person's: ``human``. One annotator has one kind in the whole file."""
+    kinds: dict[str, tuple[str, str]] = {}
+    for e in entries:
+        for k, (h, kind) in enumerate(_human_kinds(e)):
+            where = f"{e.where}: human_judgments[{k}]"
+            if kind not in ANNOTATOR_KINDS:
+                raise DataImportError(
+                    f"{where}: annotator_kind must be one of {', '.join(ANNOTATOR_KINDS)}, "
+                    f"got {kind!r}; nothing was imported")
+            first, first_where = kinds.setdefault(h.annotator, (kind, where))
+            if kind != first:
+                raise DataImportError(
+                    f"{where}: annotator {h.annotator!r} is {kind!r} here and {first!r} at "
+                    f"{first_where}; give each annotator one annotator_kind (a judgment "
+                    "without it is 'human'); nothing was imported")
+    return kinds
+
+
+def _human_kinds(e: Entry) -> Iterator[tuple[Human, Any]]:
+    """Each kept human judgment of ``e`` with its ``annotator_kind`` as the file gives it
+    (``human`` when absent). :class:`~storage.records.Human` does not hold the kind: it is
+    read from the item's records, which the checked judgments follow one to one."""
+    if not e.humans:  # none, or dropped (human_judgments=False)
+        return
+    records = e.item.metadata["human_judgments"]
+    for h, record in zip(e.humans, records, strict=True):
+        yield h, record.get("annotator_kind", "human")
+
+
+def _check_kinds(store: Store, kinds: dict[str, tuple[str, str]]) -> None:
+    """Simulated votes are never mixed with people's: a file that gives a stored annotator
+    another kind than the store's is refused (an import never changes an annotator)."""
+    for name, (kind, where) in kinds.items():
+        try:
+            row = store.annotator(name)
+        except UnknownAnnotatorError:
+            continue
+        if row["kind"] != kind:
+            raise DataImportError(
+                f"{where}: annotator {name!r} is {row['kind']!r} in this store but {kind!r} "
+                "in the file (a judgment without annotator_kind is 'human'); an import never "
+                "changes an annotator's kind, so that simulated votes never mix with "
+                f"people's: set annotator_kind to {row['kind']!r} if the file means this "
+                "annotator, else rename the file's annotator or import into another store; "
+                "nothing was imported")
 
 
 def _existing_item(store: Store, e: Entry) -> int | None:
@@ -314,12 +368,12 @@ def _ranking(e: Entry) -> Any:
     return None if e.item.ranking is None else ranking_to_json(e.item.ranking)
 
 
-def _ensure_annotator(store: Store, name: str, role: str) -> None:
-    """Register a new annotator with the file's role and no password."""
+def _ensure_annotator(store: Store, name: str, role: str, kind: str) -> None:
+    """Register a new annotator with the file's role and kind, and no password."""
     try:
         store.annotator_id(name)
     except UnknownAnnotatorError:
-        store.add_annotator(name, role)
+        store.add_annotator(name, role, kind=kind)
 
 
 def _write_entry(store: Store, e: Entry, item_id: int | None,

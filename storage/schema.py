@@ -14,7 +14,7 @@ from sqlite_utils import Database, Migrations
 
 migrations = Migrations("spatialreward-studio")
 
-SCHEMA_VERSION = 6  # number of migrations below; `db stats` reports the applied count
+SCHEMA_VERSION = 7  # number of migrations below; `db stats` reports the applied count
 
 
 @migrations()
@@ -405,3 +405,47 @@ def _merge_item_rows(db: Database, keep: int, other: int) -> None:
                [*sets.values(), keep])
     db.execute("DELETE FROM candidates WHERE item_id = ?", [other])
     db.execute("DELETE FROM items WHERE id = ?", [other])
+
+
+_RUN_KINDS_V1 = "CHECK (kind IN ('bench', 'rl'))"
+_RUN_KINDS_V7 = "CHECK (kind IN ('bench', 'rl', 'reward'))"
+
+
+@migrations()
+def m007_kinds(db: Database) -> None:
+    """Annotators get a ``kind``: ``human`` (every existing row, the default) or
+    ``simulated`` (a stand-in that votes from the ground truth, :mod:`storage.simulated`),
+    so that simulated votes are never mixed silently with people's. A simulated annotator
+    never has a password: it cannot log into the app (triggers refuse one on insert and
+    on update).
+
+    Runs get the kind ``reward``: a fine-tune of the reward model from the store's votes.
+    As in :func:`m004_interrupted_runs`, only the CHECK constraint of ``runs`` changes,
+    which does not change how rows are stored, so it is edited in place (SQLite's
+    documented procedure, "ALTER TABLE" section 7): every row, index, trigger and the
+    foreign keys of ``metrics`` and ``rl_samples`` stay as they are. A copy-and-rename
+    rebuild cannot do that here: foreign keys are on and cannot be turned off inside the
+    migration's transaction, so dropping the old table would fail on (or, renamed first,
+    re-point) the rows that reference it."""
+    db.execute("ALTER TABLE annotators ADD COLUMN kind TEXT NOT NULL DEFAULT 'human' "
+               "CHECK (kind IN ('human', 'simulated'))")
+    for event in ("INSERT", "UPDATE"):
+        db.execute(f"""
+            CREATE TRIGGER annotators_simulated_no_login_{event.lower()}
+            BEFORE {event} ON annotators
+            WHEN NEW.kind = 'simulated' AND NEW.password_hash IS NOT NULL
+            BEGIN SELECT RAISE(ABORT, 'a simulated annotator cannot have a password');
+            END""")
+    conn = db.conn
+    (version,) = conn.execute("PRAGMA schema_version").fetchone()
+    conn.execute("PRAGMA writable_schema = ON")
+    try:
+        changed = conn.execute(
+            "UPDATE sqlite_master SET sql = replace(sql, ?, ?) WHERE type = 'table' "
+            "AND name = 'runs' AND instr(sql, ?) > 0",
+            [_RUN_KINDS_V1, _RUN_KINDS_V7, _RUN_KINDS_V1]).rowcount
+        if changed != 1:
+            raise RuntimeError("the runs table does not have the expected kind constraint")
+        conn.execute(f"PRAGMA schema_version = {int(version) + 1}")
+    finally:
+        conn.execute("PRAGMA writable_schema = OFF")

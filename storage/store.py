@@ -10,7 +10,7 @@ The store owns the SQL: every other module asks it through the public methods be
 ``Store`` is assembled from parts, one per concept: the connection
 (:mod:`storage.connection`), images (:mod:`storage.images`), annotators and the
 append-only human judgments (:mod:`storage.humans`), health (:mod:`storage.integrity`),
-and here items, flags, model judgments and runs.
+RL sample items (:mod:`storage.samples`, no SQL), here items, flags, model judgments, runs.
 
 Items are content-addressed (:func:`~storage.images.item_content_key`, a unique index):
 one row whatever uid, path or dataset, each kept in ``item_sources``; an item is in the
@@ -24,7 +24,7 @@ valid Unicode (encodable as UTF-8, so no lone surrogate) and within the limits
 >>> import sqlite_utils
 >>> store = Store(sqlite_utils.Database(memory=True), data_dir=None)
 >>> store.schema_version
-6
+7
 """
 
 from __future__ import annotations
@@ -72,11 +72,10 @@ __all__ = [
     "MAX_INSTRUCTION_CHARS", "MAX_LABEL_CHARS", "MAX_NAME_CHARS", "MAX_REGIONS",
     "MIN_PASSWORD_CHARS", "ORPHAN_MIN_AGE_S", "ROLES", "RUN_KINDS", "RUN_STATUSES",
     "SCORE_DIMENSIONS", "HumanJudgment", "Store", "check_comment", "check_item_text",
-    "image_sha256", "now", "replace_surrogates",
-]
+    "image_sha256", "now", "replace_surrogates"]
 
 DEFAULT_DB = Path("data/studio.db")
-RUN_KINDS = ("bench", "rl")
+RUN_KINDS = ("bench", "rl", "reward")  # reward: a fine-tune of the reward model
 RUN_STATUSES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
 # An item is in the annotation queues when some add of it queued it.
 _QUEUED = "EXISTS (SELECT 1 FROM item_sources s WHERE s.item_id = items.id AND s.queued)"

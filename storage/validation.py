@@ -30,6 +30,12 @@ SCORE_DIMENSIONS = ("instruction", "preservation", "quality", "overall")
 """Per-candidate human scores, each 0..10."""
 KINDS = ("judgment", "retraction")
 """Kinds of ``human_judgments`` rows: a vote, or the undo of a first vote."""
+ANNOTATOR_KINDS = ("human", "simulated")
+"""Kinds of annotators: a person, or a stand-in voting from the ground truth
+(:mod:`storage.simulated`), which never logs into the app."""
+MAX_FULL_RANKING = 4
+"""Items with more candidates than this (an RL sample group of G edits) may be ranked
+partially: a vote ranks the candidates it was shown (at least two), not all of them."""
 
 MAX_INSTRUCTION_CHARS = 2_000
 """Longest item instruction (``add_item``, and so every import); the app's own limit,
@@ -128,6 +134,31 @@ def check_comment(value: Any) -> str:
     return check_text("" if value is None else value, "the comment", MAX_COMMENT_CHARS)
 
 
+def check_annotator_kind(kind: Any, password: Any = None) -> str:
+    """An annotator kind (:data:`ANNOTATOR_KINDS`); a simulated one has no password."""
+    if kind not in ANNOTATOR_KINDS:
+        raise InvalidJudgmentError(
+            f"annotator kind must be one of {', '.join(ANNOTATOR_KINDS)}, got {kind!r}")
+    if kind == "simulated" and password is not None:
+        raise InvalidJudgmentError(
+            "a simulated annotator cannot log into the app: register it without a password")
+    return str(kind)
+
+
+def check_kinds(kinds: Any) -> tuple[str, ...] | None:
+    """A filter on annotator kinds: None (every kind), ``"all"``, one kind or several.
+
+    >>> check_kinds("human"), check_kinds("all"), check_kinds(["human", "simulated"])
+    (('human',), None, ('human', 'simulated'))
+    """
+    if kinds is None or kinds == "all":
+        return None
+    out = (kinds,) if isinstance(kinds, str) else tuple(kinds)
+    for k in out:
+        check_annotator_kind(k)
+    return out
+
+
 def check_new_password(value: Any) -> str:
     """A password for a new login: text of at least :data:`MIN_PASSWORD_CHARS`."""
     if not isinstance(value, str) or len(value) < MIN_PASSWORD_CHARS:
@@ -193,9 +224,47 @@ def check_ranking(value: Any, n: int) -> Ranking:
         raise InvalidJudgmentError(f"invalid ranking {value!r}: {err}") from err
 
 
+def check_partial_ranking(value: Any, n: int) -> Ranking:
+    """A ranking of some of the ``n`` candidates (at least two, each once), allowed when
+    ``n`` > :data:`MAX_FULL_RANKING`: the vote on a pair shown out of an RL group.
+
+    >>> check_partial_ranking([7, 2], 12)
+    ((7,), (2,))
+    >>> check_partial_ranking([[3, 5]], 12)
+    ((3, 5),)
+    """
+    if not isinstance(value, (list, tuple)) or not value:
+        raise InvalidJudgmentError(f"invalid ranking {value!r}: it must be a non-empty list")
+    groups = []
+    for entry in value:
+        members = list(entry) if isinstance(entry, (list, tuple)) else [entry]
+        if not members or not all(is_int(k) and 0 <= k < n for k in members):
+            raise InvalidJudgmentError(
+                f"invalid ranking {value!r}: {entry!r} is not a candidate (0..{n - 1}) "
+                "or a list of candidates")
+        groups.append(tuple(members))
+    flat = [k for g in groups for k in g]
+    if len(flat) < 2 or len(set(flat)) != len(flat):
+        raise InvalidJudgmentError(
+            f"invalid ranking {value!r}: a partial ranking names at least two candidates, "
+            "each once")
+    return tuple(groups)
+
+
+def is_partial(value: Any, n: int) -> bool:
+    """True when ``value`` is a list that leaves out some of more than
+    :data:`MAX_FULL_RANKING` candidates (so :func:`check_partial_ranking` applies)."""
+    if n <= MAX_FULL_RANKING or not isinstance(value, (list, tuple)):
+        return False
+    flat = [k for e in value for k in (e if isinstance(e, (list, tuple)) else [e])]
+    return len(set(map(str, flat))) < n
+
+
 def check_preference(value: Any, n: int) -> tuple[Ranking, int | None, bool]:
     """(ranking, single best candidate or None, both bad) from a preference: a candidate
-    index, ``"tie"``, ``"both_bad"`` or a ranking.
+    index, ``"tie"``, ``"both_bad"`` or a ranking (partial: some candidates only, on an
+    item of more than :data:`MAX_FULL_RANKING`; ``"tie"``/``"both_bad"`` of the pair shown
+    is then a ranking of one tie group, ``[[i, j]]``, with ``both_bad`` set apart).
 
     >>> check_preference(1, 3)
     (((1,), (0, 2)), 1, False)
@@ -213,7 +282,8 @@ def check_preference(value: Any, n: int) -> tuple[Ranking, int | None, bool]:
         rest = tuple(k for k in range(n) if k != value)
         return ((value,), rest) if rest else ((value,),), value, False
     if isinstance(value, (list, tuple)):
-        ranking = check_ranking(list(value), n)
+        ranking = (check_partial_ranking(value, n) if is_partial(value, n)
+                   else check_ranking(list(value), n))
         return ranking, ranking[0][0] if len(ranking[0]) == 1 else None, False
     raise InvalidJudgmentError(
         f"invalid preference {value!r}: give a candidate index, 'tie', 'both_bad' or a ranking")
@@ -289,7 +359,8 @@ def check_seconds(value: Any) -> float | None:
 
 
 def judgment_columns(preference: Any, n: int, *, scores: Any = None, regions: Any = None,
-                     comment: Any = "", seconds_spent: Any = None) -> dict[str, Any]:
+                     comment: Any = "", seconds_spent: Any = None, both_bad: bool = False
+                     ) -> dict[str, Any]:
     """The content of one human judgment of an item with ``n`` candidates, checked, as
     the :data:`CONTENT_COLUMNS` of its row (JSON columns as text).
 
@@ -297,8 +368,12 @@ def judgment_columns(preference: Any, n: int, *, scores: Any = None, regions: An
     {'ranking': '[0, 1]', 'preferred': 0, 'both_bad': 0, 'scores': None, 'regions': None, \
 'comment': 'clear', 'seconds_spent': None}
     """
-    ranking, preferred, both_bad = check_preference(preference, n)
+    ranking, preferred, bad = check_preference(preference, n)
+    if both_bad:  # both of a partial ranking's shown candidates are bad: a tie of them
+        if len(ranking) != 1:
+            raise InvalidJudgmentError("both bad means a tie of the candidates shown")
+        preferred, bad = None, True
     return {"ranking": json.dumps(ranking_to_json(ranking)), "preferred": preferred,
-            "both_bad": int(both_bad), "scores": check_scores(scores, n),
+            "both_bad": int(bad), "scores": check_scores(scores, n),
             "regions": check_regions(regions, n), "comment": check_comment(comment),
             "seconds_spent": check_seconds(seconds_spent)}

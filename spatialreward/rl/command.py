@@ -126,7 +126,28 @@ def cmd_eval_editor(args: argparse.Namespace) -> int:
                         "phrasings": args.phrasings, "scenes": scenes})
         Path(args.json).write_text(json.dumps(payload, indent=1))
         print(f"wrote {args.json}")
+    if args.to_store:
+        _groups_to_store(args, policy, prompts, backends)
     return 0
+
+
+def _groups_to_store(args: argparse.Namespace, policy: Any, prompts: Any,
+                     backends: list[str]) -> None:
+    """``--to-store``: a group of RL-style samples per prompt, into the store's
+    ``rl_samples`` annotation queue."""
+    from storage.store import Store
+
+    from ..config import StudioConfig
+    from .evaluate import push_groups, sample_groups
+
+    groups = sample_groups(policy, prompts, group_size=args.group_size,
+                           noise_level=args.noise_level, steps=args.steps, backends=backends,
+                           judge_size=args.judge_size, seed=args.seed)
+    db = Path(args.db or StudioConfig.from_env().db)
+    with Store.open(db) as store:
+        ids = push_groups(store, groups)
+    print(f"stored {len(ids)} sample groups of {args.group_size} edits (noise "
+          f"{args.noise_level:g}) in {db}: the Annotate tab's RL samples queue")
 
 
 def _policy_folder(text: str) -> Path:
@@ -169,6 +190,16 @@ def add_eval_editor_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--workers", type=positive_int, default=1,
                    help="processes drawing the prompts (default 1)")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the table as JSON")
+    p.add_argument("--to-store", action="store_true",
+                   help="also sample an RL-style group per prompt (--group-size edits at "
+                   "--noise-level) and store them, with judgments and ground truth, as "
+                   "items of the Annotate tab's RL samples queue")
+    p.add_argument("--db", default=None,
+                   help="the store for --to-store (default: data/studio.db, or STUDIO_DB)")
+    p.add_argument("--group-size", type=positive_int, default=12,
+                   help="edits per group with --to-store (default 12)")
+    p.add_argument("--noise-level", type=float, default=0.7,
+                   help="SDE noise level of the groups with --to-store (default 0.7)")
     p.set_defaults(func=cmd_eval_editor)
     return p
 

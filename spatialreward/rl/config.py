@@ -121,6 +121,9 @@ class RLConfig:
     checkpoint_every: int = field(default=5, metadata=_help("steps between checkpoints"))
     sample_every: int = field(default=1, metadata=_help(
         "steps between sample groups logged to the store (0: never)"))
+    samples_to_store: int = field(default=0, metadata=_help(
+        "sample groups per step put into the store as on-policy annotation items (the "
+        "Annotate tab's RL samples queue; at most the main process's prompts; 0: none)"))
     max_minutes: float = field(default=0.0, metadata=_help(
         "stop (and checkpoint) after this much wall-clock time; 0: no limit"))
 
@@ -166,6 +169,9 @@ class RLConfig:
         for name in ("clip_range", "adv_clip", "lr"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0 <= self.samples_to_store <= self.prompts_per_step:
+            raise ConfigError(f"samples_to_store must be 0..prompts_per_step "
+                              f"({self.prompts_per_step}), got {self.samples_to_store}")
         for name in ("kl_weight", "weight_decay", "max_minutes", "eval_prompts", "eval_every",
                      "sample_every", "max_grad_norm"):
             if getattr(self, name) < 0:

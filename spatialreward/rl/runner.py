@@ -4,7 +4,8 @@ It joins the process group when started by torchrun, builds the policy, the rewa
 mix and the trainer, and records everything in the store (main process only): the run's
 status and pid, metrics per step, a sample group per ``sample_every`` steps (images and
 rewards in ``rl_samples``; ground truth and full judgments, with regions and reasoning,
-in ``OUT/samples/SAMPLE_ID.json``), hacking alerts in ``OUT/alerts.jsonl``.
+in ``OUT/samples/SAMPLE_ID.json``), hacking alerts in ``OUT/alerts.jsonl``; with
+``samples_to_store``, groups as on-policy items of the RL samples queue (:mod:`.evaluate`).
 
 SIGTERM (the Studio's Stop button) or Ctrl-C asks the trainer to stop after the current
 step; it checkpoints and the run is marked ``cancelled``. ``--resume`` continues from
@@ -64,6 +65,12 @@ class StoreRecorder:
                           for js in group.judgments],
         }
         (folder / f"{sample_id}.json").write_text(json.dumps(payload))
+
+    def store_items(self, groups: list[SampleGroup]) -> None:
+        """``samples_to_store``: the groups as on-policy items of the RL samples queue."""
+        from .evaluate import push_groups
+
+        push_groups(self.store, groups, run_id=self.run_id)
 
     def alert(self, alert: Alert) -> None:
         with open(self.out / "alerts.jsonl", "a", encoding="utf-8") as fh:

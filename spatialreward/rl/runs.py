@@ -48,8 +48,15 @@ def run_folder(root: Path, run_id: int) -> Path:
     return root / "runs" / f"rl-{run_id}"
 
 
-PROCESS_KINDS = ("rl",)
-"""Run kinds that have a process of their own (a bench run runs inside the server)."""
+PROCESS_KINDS = ("rl", "reward")
+"""Run kinds that have a process of their own (a bench run runs inside the server): RL
+trainings, and fine-tunes of the reward model from the store's votes."""
+REWARD_ENTRY = ("-m", "spatialreward.mini.finetune_job")
+SETTINGS = "settings.json"
+
+
+def reward_folder(root: Path, run_id: int) -> Path:
+    return root / "runs" / f"reward-{run_id}"
 
 
 LAUNCHED_ENV = "SPATIALREWARD_LAUNCHED_RUN"
@@ -118,8 +125,9 @@ class Launcher:
                     f"--nproc_per_node={processes}", *args]
         return [self.python, *args]
 
-    def _spawn(self, run_id: int, out: Path, processes: int, resume: bool) -> int:
-        cmd = self.command(out / "config.json", run_id, processes, resume)
+    def _spawn(self, run_id: int, out: Path, processes: int, resume: bool,
+               cmd: list[str] | None = None) -> int:
+        cmd = cmd or self.command(out / "config.json", run_id, processes, resume)
         env = {**os.environ, "PYTHONUNBUFFERED": "1", LAUNCHED_ENV: str(run_id)}
         with open(out / LOG, "ab") as log:
             proc = subprocess.Popen(cmd, cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT,
@@ -149,6 +157,21 @@ class Launcher:
         (out / "config.json").write_text(json.dumps(d, indent=1))
         self.store.update_run(run_id, out_dir=out.relative_to(self.root).as_posix())
         self._spawn(run_id, out, processes, resume=False)
+        return run_id
+
+    def start_reward(self, settings: dict[str, Any], *, name: str = "") -> int:
+        """Record and start a fine-tune of the reward model from the store's votes
+        (``python -m spatialreward.mini.finetune_job``); returns its run id. ``settings``
+        are :class:`~spatialreward.mini.finetune.FinetuneConfig` fields, already checked."""
+        label = name.strip() or f"learn from votes ({settings.get('base') or 'mini'})"
+        run_id = self.store.create_run("reward", label, settings)
+        out = reward_folder(self.root, run_id)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / SETTINGS).write_text(json.dumps(settings, indent=1))
+        self.store.update_run(run_id, out_dir=out.relative_to(self.root).as_posix())
+        cmd = [self.python, *REWARD_ENTRY, "--settings", str(out / SETTINGS),
+               "--run-id", str(run_id), "--db", str(self.db)]
+        self._spawn(run_id, out, 1, resume=False, cmd=cmd)
         return run_id
 
     def owns(self, run: dict[str, Any], pid: int) -> bool:
@@ -230,7 +253,10 @@ class Launcher:
             if row["status"] not in ACTIVE:
                 continue
             row = self.store.run(row["id"])  # with its config decoded
-            if row["kind"] in PROCESS_KINDS:
+            if row["kind"] == "reward":
+                gone = not self.alive(row)
+                how = "the fine-tune process is gone; start it again (it keeps no checkpoint)"
+            elif row["kind"] in PROCESS_KINDS:
                 gone = not self.alive(row)
                 how = ("the training process is gone; resume it with Resume in the Train tab "
                        f"or `{self.resume_command(row)}`")

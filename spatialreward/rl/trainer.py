@@ -98,6 +98,10 @@ class Recorder(Protocol):
 
     def samples(self, group: SampleGroup) -> None: ...
 
+    def store_items(self, groups: list[SampleGroup]) -> None:
+        """Put groups into the store as on-policy annotation items."""
+        ...
+
     def alert(self, alert: Alert) -> None: ...
 
 
@@ -106,6 +110,9 @@ class NullRecorder:
         pass
 
     def samples(self, group: SampleGroup) -> None:
+        pass
+
+    def store_items(self, groups: list[SampleGroup]) -> None:
         pass
 
     def alert(self, alert: Alert) -> None:
@@ -298,13 +305,18 @@ class FlowGRPOTrainer:
             every = self.config.sample_every
             if every and step % every == 0:
                 recorder.samples(self._group(batch, rewards))
+            if self.config.samples_to_store:  # reads the batch only: resume stays exact
+                n = min(self.config.samples_to_store, len(batch.prompts))
+                recorder.store_items([self._group(batch, rewards, k) for k in range(n)])
         return metrics
 
-    def _group(self, batch: StepBatch, rewards: RewardBatch) -> SampleGroup:
+    def _group(self, batch: StepBatch, rewards: RewardBatch, k: int = 0) -> SampleGroup:
+        """The ``k``-th local prompt's group of this step."""
         g = self.config.group_size
-        return SampleGroup(batch.step, batch.prompts[0], list(batch.rollout.images[:g]),
-                           [float(r) for r in rewards.reward[:g]], rewards.truth[:g],
-                           rewards.judgments[:g])
+        rows = slice(k * g, (k + 1) * g)
+        return SampleGroup(batch.step, batch.prompts[k], list(batch.rollout.images[rows]),
+                           [float(r) for r in rewards.reward[rows]], rewards.truth[rows],
+                           rewards.judgments[rows])
 
     def evaluate(self) -> dict[str, float]:
         """Held-out ground-truth success (ODE samples, the same noise every time) and the
