@@ -8,7 +8,8 @@ module only lays them out. Keyboard: 1..N or A..D pick the best of N shown candi
 (only the keys of the candidates on screen: their buttons are the only ones visible), T,
 X, N, U (the ``HEAD`` script clicks the buttons by ``elem_id``; keys typed into a text
 field are left alone). The vote is blind: neither the model's verdict nor its regions are
-shown before it.
+shown before it. The RL samples queue (``PAIR_QUEUES``) shows two edits of a sample
+group at a time and votes on that pair (:mod:`ui.annotate_pairs`).
 
 API (``gradio_client``):
 
@@ -38,6 +39,7 @@ import gradio as gr
 from spatialreward.errors import InputError
 from spatialreward.service import Services
 
+from . import annotate_pairs as pairs
 from .errors import redact_paths, user_errors, username
 from .text import plain
 
@@ -152,6 +154,12 @@ def build_annotate_tab(services: Services) -> None:
                     keys]
     identity_outputs = [name, register, who]
 
+    def blank_view(text: str, done: str, note: str) -> tuple[Any, ...]:
+        """``item_outputs`` with no item on screen: ``text`` says why."""
+        return ({}, text, None, [], *vote_buttons(2), gr.update(visible=False, value=""),
+                gr.update(visible=False), [], "", "", HIDDEN_VERDICT, done, note,
+                shortcuts(2))
+
     def item_view(annotator: str | None, queue_name: str, item_id: int | None,
                   note: str = "") -> tuple[Any, ...]:
         """Everything ``item_outputs`` shows for one item (or for none)."""
@@ -159,24 +167,39 @@ def build_annotate_tab(services: Services) -> None:
             text = ("*Type your name and press Start.*" if annotator is None
                     else f"**Nothing to judge here.** {ann.empty_reason(annotator, queue_name)}")
             done = "" if annotator is None else str(ann.progress(annotator, queue_name))
-            return ({}, text, None, [], *vote_buttons(2), gr.update(visible=False, value=""),
-                    gr.update(visible=False), [], "", "", HIDDEN_VERDICT, done, note,
-                    shortcuts(2))
+            return blank_view(text, done, note)
         shown = ann.shown_item(annotator, item_id)
-        n, labels = shown["n_candidates"], shown["labels"]
+        return shown_view(shown, f"**Item {item_id}** · {plain(shown['instruction'])}",
+                          str(ann.progress(annotator, queue_name)), note)
+
+    def pair_view(annotator: str, queue_name: str, shown: dict[str, Any] | None,
+                  note: str = "") -> tuple[Any, ...]:
+        """``item_outputs`` for a pair of an RL sample group (``shown_pair``), or none."""
+        if shown is None:
+            reason = pairs.empty_reason(ann, annotator, queue_name)
+            return blank_view(f"**Nothing to judge here.** {reason}",
+                              pairs.progress_text(ann, annotator, queue_name), note)
+        return shown_view(shown, pairs.heading(shown),
+                          pairs.progress_text(ann, annotator, queue_name, shown["votes"]),
+                          note, {"pair": shown["pair"], "group_size": shown["group_size"]})
+
+    def shown_view(shown: dict[str, Any], head: str, done: str, note: str,
+                   extra: dict[str, Any] | None = None) -> tuple[Any, ...]:
+        """``item_outputs`` for what ``shown_item``/``shown_pair`` returned; ``extra``
+        goes into the session state (a pair's ``pair`` and ``group_size``)."""
+        item_id, n, labels = shown["item_id"], shown["n_candidates"], shown["labels"]
         # Blind: the regions box starts empty; the model's boxes come with its verdict.
         state = {"item_id": item_id, "order": shown["order"], "shown_at": time.monotonic(),
-                 "vote": None}
+                 "vote": None, **(extra or {})}
         pair = n == 2
-        return (state, f"**Item {item_id}** · {plain(shown['instruction'])}",
-                ann.image(shown["source"]),
+        return (state, head, ann.image(shown["source"]),
                 gr.update(value=[(ann.image(sha), label)
                                  for sha, label in zip(shown["candidates"], labels, strict=True)],
                           columns=min(n, 4)),
                 *vote_buttons(n), gr.update(visible=not pair, value=""),
                 gr.update(visible=not pair),
                 [[label] + [""] * len(SCORE_DIMENSIONS) for label in labels], "", "",
-                HIDDEN_VERDICT, str(ann.progress(annotator, queue_name)), note, shortcuts(n))
+                HIDDEN_VERDICT, done, note, shortcuts(n))
 
     def identity_view(entered: str) -> tuple[Any, ...]:
         """(name, register button, who) for a typed or logged-in name; and the annotator
@@ -192,8 +215,13 @@ def build_annotate_tab(services: Services) -> None:
                 f"**{entered}** is not a registered annotator yet. Register this name as a "
                 "new annotator?"), None
 
-    def show_next(annotator: str | None, queue_name: str, after: int | None = None,
+    def show_next(annotator: str | None, queue_name: str, after: Any = None,
                   note: str = "") -> tuple[Any, ...]:
+        """The next item (``after``: the item id on screen) or, in a pair queue, the next
+        pair (``after``: the ``(item_id, pair)`` on screen)."""
+        if annotator is not None and pairs.is_pair_queue(ann, queue_name):
+            return pair_view(annotator, queue_name, pairs.next_shown(ann, annotator, after),
+                             note)
         item_id = None if annotator is None else ann.next_item(annotator, queue_name,
                                                                after=after)
         return item_view(annotator, queue_name, item_id, note)
@@ -231,7 +259,9 @@ def build_annotate_tab(services: Services) -> None:
     def on_next(entered: str, queue_name: str, state: dict[str, Any],
                 request: gr.Request) -> tuple[Any, ...]:
         annotator = identify(entered, request)
-        return show_next(annotator, queue_name, after=(state or {}).get("item_id"))
+        after = (pairs.on_screen(state) if pairs.is_pair_queue(ann, queue_name)
+                 else (state or {}).get("item_id"))
+        return show_next(annotator, queue_name, after=after)
 
     @user_errors
     def on_queue(entered: str, queue_name: str, request: gr.Request) -> tuple[Any, ...]:
@@ -249,16 +279,19 @@ def build_annotate_tab(services: Services) -> None:
             order = state["order"]
             boxes = ann.parse_regions((region_text or "").strip(), len(order))
             elapsed = time.monotonic() - state["shown_at"]
-            jid = ann.vote(
-                annotator, state["item_id"], choice if choice else ranking_text,
-                order=order, scores=ann.parse_scores(_rows(score_rows)), regions=boxes,
-                comment=note, seconds_spent=elapsed if elapsed < 86_400 else None)
+            details = {"scores": ann.parse_scores(_rows(score_rows)), "regions": boxes,
+                       "comment": note, "seconds_spent": elapsed if elapsed < 86_400 else None}
+            picked = choice if choice else ranking_text
+            on_pair = state.get("pair") is not None
+            jid = (pairs.vote(ann, annotator, state, picked, **details) if on_pair else
+                   ann.vote(annotator, state["item_id"], picked, order=order, **details))
             label = ann.vote_label(jid, order)
             edited = " (replacing your earlier vote)" if state.get("vote") else ""
             return ({**state, "vote": jid}, "*Asking the model…*",
-                    str(ann.progress(annotator, queue_name)),
+                    pairs.progress_line(ann, annotator, queue_name, state),
                     f"Stored your vote **{label}**{edited} (judgment #{jid}, {elapsed:.1f} s). "
-                    "Press **N** for the next item or **U** to undo.")
+                    f"Press **N** for the next {'pair' if on_pair else 'item'} or **U** to "
+                    "undo.")
         return on_vote
 
     @user_errors
@@ -266,13 +299,17 @@ def build_annotate_tab(services: Services) -> None:
         if not (state or {}).get("vote"):
             return HIDDEN_VERDICT
         order = state["order"]
+        on_pair = state.get("pair") is not None
         try:
-            verdict = ann.verdict(state["item_id"], order)
+            verdict = (pairs.verdict(ann, state) if on_pair
+                       else ann.verdict(state["item_id"], order))
         except Exception as err:  # shown as it is, never turned into a verdict
             log.exception("the model failed on item %s", state["item_id"])
             return ("**The model could not judge this item:** "
                     f"{type(err).__name__}: {plain(redact_paths(str(err)))}")
         text = verdict_text(verdict, ann.vote_label(state["vote"], order))
+        if on_pair:
+            text += "\n\n" + pairs.unmasked(state)
         boxes = ann.model_regions(state["item_id"], order)
         if boxes:  # shown only now: before the vote they would have steered it
             text += "\n\n**The model's regions** (0..1000):\n\n" + "\n".join(
@@ -286,12 +323,14 @@ def build_annotate_tab(services: Services) -> None:
         undone = ann.undo(annotator)
         state = dict(state or {})
         verdict_now: Any = gr.update()
-        if state.get("item_id") == undone.item_id:
+        # A pair's vote is undone only when it is the one on screen (an item has many pairs).
+        if (undone.judgment_id == state.get("vote") if state.get("pair") is not None
+                else state.get("item_id") == undone.item_id):
             state["vote"] = undone.current_id  # the previous vote when an edit was undone
             verdict_now = HIDDEN_VERDICT
         what = (f"your previous vote is back (#{undone.current_id})" if undone.restored
                 else f"retraction #{undone.retraction_id}")
-        return (state, verdict_now, str(ann.progress(annotator, queue_name)),
+        return (state, verdict_now, pairs.progress_line(ann, annotator, queue_name, state),
                 f"Undid your vote on item {undone.item_id}: {what}.")
 
     # The UI's own events stay out of the API (their inputs are screen state); each still
