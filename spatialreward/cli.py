@@ -130,12 +130,52 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_train_reward(args: argparse.Namespace) -> int:
+    if args.from_store:
+        return _train_from_store(args)
+    if args.config is None:
+        raise InputError("train-reward needs --config CFG (train on SynthEdit) or "
+                         "--from-store (fine-tune from the store's votes)")
     from .mini.train import TrainConfig, train
 
     config = TrainConfig.from_file(args.config)
     metrics = train(config, log=lambda line: print(line, flush=True))
     print(f"val pairwise accuracy {metrics['val']['accuracy']:.3f}; "
           f"weights in {config.out}/model.safetensors ({metrics['seconds']} s)")
+    return 0
+
+
+# train-reward --from-store flag -> FinetuneConfig field (None: the config's default).
+_FINETUNE_FLAGS = ("db", "base", "out", "holdout", "steps", "batch", "lr", "replay", "tune",
+                   "seed", "min_train_pairs", "min_holdout_pairs")
+
+
+def _train_from_store(args: argparse.Namespace) -> int:
+    from .mini.finetune import FinetuneConfig, finetune
+
+    given = {k: getattr(args, k) for k in _FINETUNE_FLAGS if getattr(args, k) is not None}
+    if args.kinds is not None:
+        given["kinds"] = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
+    config = FinetuneConfig(**given)
+    every = max(1, config.steps // 20)
+
+    def progress(step: int, total: int, m: dict[str, float]) -> None:
+        if step % every == 0 or step == total or "holdout_accuracy" in m:
+            held = (f"  hold-out accuracy {m['holdout_accuracy']:.3f}"
+                    if "holdout_accuracy" in m else "")
+            print(f"step {step}/{total}: loss {m['total']:.4f} (pairs {m['bt']:.4f})"
+                  + held, flush=True)
+
+    r = finetune(config, progress=progress, log=lambda line: print(line, flush=True))
+    hold = r["holdout"]
+    ceiling = hold["ceiling"]
+    print(f"\nhold-out: {hold['pairs']} pair votes on {hold['items']} items never trained on")
+    print(f"{'model':24s} {'agreement with people':>22s}")
+    print(f"{'before (' + Path(r['base']).name + ')':24s} {hold['before']:22.3f}")
+    print(f"{'after':24s} {hold['after']:22.3f}")
+    print(f"{'human ceiling':24s} " + (f"{ceiling['accuracy']:22.3f}" if ceiling else
+                                       f"{'- (no pair with 2 voters)':>22s}"))
+    print(f"\n{r['votes']['pairs']} training pair votes, {r['seconds']} s "
+          f"({r['seconds_per_step']} s/step); use it as the backend mini:{r['out']}")
     return 0
 
 
@@ -206,14 +246,48 @@ def build_parser() -> argparse.ArgumentParser:
     from storage.command import add_parser as add_db_parser
 
     add_db_parser(sub)
+    from .learning_export import add_parser as add_export_training_parser
+
+    add_export_training_parser(sub)
 
     train_reward = sub.add_parser(
         "train-reward",
-        help="train SpatialReward-Mini on SynthEdit (configs/mini.json)",
+        help="train SpatialReward-Mini on SynthEdit (configs/mini.json), or fine-tune it "
+        "from the store's votes (--from-store)",
         description="Train the embedded spatial reward model from a JSON config "
-        "(keys: see spatialreward/mini/train.py TrainConfig). Seeded and reproducible.",
+        "(keys: see spatialreward/mini/train.py TrainConfig). Seeded and reproducible. "
+        "With --from-store, fine-tune a Mini checkpoint from the votes in the store "
+        "instead (spatialreward/mini/finetune.py FinetuneConfig): a share of voted items "
+        "is held out, and agreement with people on it is printed before and after.",
     )
-    train_reward.add_argument("--config", required=True, help="training config JSON file")
+    source = train_reward.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", help="training config JSON file (SynthEdit training)")
+    source.add_argument("--from-store", action="store_true",
+                        help="fine-tune from the store's human judgments")
+    store_flags = train_reward.add_argument_group("--from-store options (default: see "
+                                                  "FinetuneConfig)")
+    store_flags.add_argument("--db", help="the store (default data/studio.db)")
+    store_flags.add_argument("--base", help="start from: mini (the shipped checkpoint, "
+                             "default) or the folder of an earlier fine-tune")
+    store_flags.add_argument("--out", help="output folder (default "
+                             "data/reward-models/mini-votes-vN, N the next free version)")
+    store_flags.add_argument("--kinds", help="annotator kinds to learn from, comma-separated: "
+                             "human (default), simulated, or human,simulated")
+    store_flags.add_argument("--holdout", type=float,
+                             help="share of voted items held out for measuring (default 0.2)")
+    store_flags.add_argument("--steps", type=int, help="optimiser steps (default 300)")
+    store_flags.add_argument("--batch", type=int, help="pair votes per step (default 32)")
+    store_flags.add_argument("--lr", type=float, help="peak learning rate (default 2e-3)")
+    store_flags.add_argument("--replay", type=float,
+                             help="share of SynthEdit replay in each step (default 0.3)")
+    store_flags.add_argument("--tune", choices=["head", "all"],
+                             help="what learns: head (the score head and region matcher, "
+                             "default) or all (every weight)")
+    store_flags.add_argument("--seed", type=int, help="seed (default 0)")
+    store_flags.add_argument("--min-train-pairs", type=int,
+                             help="fewest training pair votes accepted (default 50)")
+    store_flags.add_argument("--min-holdout-pairs", type=int,
+                             help="fewest hold-out pair votes accepted (default 10)")
     train_reward.set_defaults(func=cmd_train_reward)
 
     backends = sub.add_parser("backends", help="list the reward-model backends")
