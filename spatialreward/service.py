@@ -41,6 +41,7 @@ from .images import (
 )
 from .judgment import Judgment
 from .regions import PixelEvidence, propose_regions
+from .service_learning import LearningServices
 from .service_runs import RunServices
 
 if TYPE_CHECKING:
@@ -70,7 +71,7 @@ class Inspection:
     (see :class:`~spatialreward.backends.base.Attended`); None without attention."""
 
 
-class Services(RunServices):
+class Services(RunServices, LearningServices):
     """Owns the backends (built lazily, once, shared between requests), the store and the
     RL launcher, and checks who may do what (:mod:`.access`)."""
 
@@ -102,7 +103,8 @@ class Services(RunServices):
         """The backend specs this Studio serves, set at launch: the built-in backends that
         need no argument, ``config.backend``, ``config.backends`` and :meth:`add_backend`'s."""
         builtin = [name for name in backends.available() if not backends.needs_argument(name)]
-        specs = [self.config.backend, *self.config.backends, *self._added, *builtin]
+        specs = [self.config.backend, *self.config.backends, *self._added, *builtin,
+                 *self.reward_model_specs()]  # fine-tunes from votes: served at once
         return list(dict.fromkeys(s.strip() for s in specs))
 
     def offered_choices(self) -> list[tuple[str, str]]:

@@ -31,6 +31,7 @@ from spatialreward.synth.language import OPERATIONS
 
 from .annotate import documented_api
 from .errors import redact_paths, user_errors, username
+from .learn import build_learn_panel
 from .text import plain
 
 HEAD = ""
@@ -331,6 +332,7 @@ def build_train_tab(services: Services) -> None:
         raise RuntimeError("build_train_tab must be called inside a gr.Blocks")
     root.load(on_page_load, inputs=[run_pick], outputs=[run_pick], api_name="train_load",
               api_visibility="private")
+    build_learn_panel(services)
 
 
 def run_summary(services: Services, row: Mapping[str, Any],
