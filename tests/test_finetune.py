@@ -120,6 +120,13 @@ def test_the_checkpoint_loads_as_a_backend_and_judges_differently(tuned) -> None
     assert meta["command"].startswith("python -m spatialreward train-reward --from-store")
     # The next fine-tune gets the next version.
     assert next_out(out.parent, "mini-votes").name == "mini-votes-v2"
+    # Only the head learned: the pooled image features are the base's, so is its domain check.
+    tuned_backend, shipped = MiniBackend(out), MiniBackend()
+    assert tuned_backend.domain is not None and shipped.domain is not None
+    assert tuned_backend.domain.digest == shipped.domain.digest
+    j_tuned, j_shipped = (b.judge(*triples[0]) for b in (tuned_backend, shipped))
+    assert j_tuned.coverage is not None and j_shipped.coverage is not None
+    assert j_tuned.coverage.domain_distance == j_shipped.coverage.domain_distance
 
 
 @pytest.fixture(scope="module")

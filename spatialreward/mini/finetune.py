@@ -26,6 +26,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import sqlite3
 import time
 from collections.abc import Callable
@@ -39,6 +40,7 @@ import torch.nn.functional as F
 
 from ..checkpoints import read_checkpoint
 from ..errors import ConfigError, InputError, StudioError
+from . import domain
 from .data import IGNORE, Arrays
 from .features import Tokenizer
 from .model import MiniConfig, MiniRewardModel
@@ -436,6 +438,10 @@ def finetune(config: FinetuneConfig, progress: Progress | None = None,
         save(model, tok, out, {"finetune": {k: result[k] for k in
                                             ("base", "base_digest", "votes", "holdout")}})
         (out / "finetune.json").write_text(json.dumps(result, indent=1))
+        if config.tune == "head" and (base_path / domain.FILENAME).is_file():
+            # The image encoder is frozen: the pooled features, and so the base's domain
+            # check, are exactly the base model's.
+            shutil.copy(base_path / domain.FILENAME, out / domain.FILENAME)
         if run_id is not None:
             store.log_metrics(run_id, config.steps, {
                 "holdout_after": after, "holdout_before": before,
