@@ -190,3 +190,19 @@ def test_other_queues_still_serve_whole_items(app) -> None:
     values = fn("ann", "all")
     state = next(v for v in values if isinstance(v, dict) and "order" in v)
     assert "pair" not in state and state["item_id"] == plain
+
+
+def test_the_pair_api_serves_a_pair_and_records_the_vote(app) -> None:
+    services, demo = app
+    item = add_group(services)
+    services.store.add_annotator("api")
+    next_pair, _ = handler(demo, "next_pair")
+    annotate_pair, _ = handler(demo, "annotate_pair")
+    shown = next_pair(None, "api")
+    assert shown["item_id"] == item and sorted(shown["pair"]) == [1, 2]  # the least sure
+    assert "source" not in shown and shown["labels"] == ["A", "B"]
+    jid = annotate_pair(None, "api", shown["item_id"], shown["pair"], shown["order"], "B")
+    vote = next(h for h in services.store.human_judgments() if h.id == jid)
+    assert vote.ranking == ((shown["order"][1],), (shown["order"][0],))
+    skipped = next_pair(None, "api", shown["item_id"], shown["pair"])
+    assert skipped["item_id"] == item and sorted(skipped["pair"]) != [1, 2]

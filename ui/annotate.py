@@ -40,6 +40,7 @@ from spatialreward.errors import InputError
 from spatialreward.service import Services
 
 from . import annotate_pairs as pairs
+from .annotate_api import register_pair_api
 from .errors import redact_paths, user_errors, username
 from .text import plain
 
@@ -421,6 +422,7 @@ def build_annotate_tab(services: Services) -> None:
     documented_api(api_annotate, api_name="annotate")
     documented_api(api_undo, api_name="undo")
     documented_api(api_next_item, api_name="next_item")
+    register_pair_api(ann, identify, documented_api)
 
 
 def documented_api(fn: Any, api_name: str, **options: Any) -> Any:
