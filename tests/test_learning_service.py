@@ -57,3 +57,18 @@ def test_a_fine_tune_runs_in_its_own_process_and_is_served_at_once(tmp_path):
     text = status_text(view)
     assert "before" in text and spec in text.replace("\\", "")
     assert curves_figure(view["curves"]).data
+
+
+def test_the_learn_panel_refuses_with_the_numbers_and_lists_its_runs(tmp_path):
+    import gradio as gr
+
+    from ui.learn import build_learn_panel, run_choices
+
+    services = Services(StudioConfig(db=tmp_path / "studio.db"))
+    contrarian_store(tmp_path / "studio.db", 3, group=2)
+    with gr.Blocks() as demo:
+        build_learn_panel(services)
+    start = next(f.fn for f in demo.fns.values() if f.api_name == "learn_from_votes")
+    with pytest.raises(gr.Error, match="too few votes.*needs at least 50"):
+        start("mini", ["human"], 0.2, 300, "mini-votes", None)
+    assert run_choices(services) == []
