@@ -229,6 +229,25 @@ _RUN_STATUSES_V1 = "('queued', 'running', 'done', 'failed', 'cancelled')"
 _RUN_STATUSES_V4 = "('queued', 'running', 'done', 'failed', 'cancelled', 'interrupted')"
 
 
+def _edit_runs_check(db: Database, old: str, new: str, what: str) -> None:
+    """Replace the value list ``old`` by ``new`` in the ``runs`` table's ``what`` CHECK,
+    in place (SQLite's documented procedure for a constraint change, "ALTER TABLE"
+    section 7: the stored rows do not change, so no rebuild; the schema version is
+    bumped so that every connection re-reads the schema)."""
+    conn = db.conn
+    (version,) = conn.execute("PRAGMA schema_version").fetchone()
+    conn.execute("PRAGMA writable_schema = ON")
+    try:
+        changed = conn.execute(
+            "UPDATE sqlite_master SET sql = replace(sql, ?, ?) WHERE type = 'table' "
+            "AND name = 'runs' AND instr(sql, ?) > 0", [old, new, old]).rowcount
+        if changed != 1:
+            raise RuntimeError(f"the runs table does not have the expected {what} constraint")
+        conn.execute(f"PRAGMA schema_version = {int(version) + 1}")
+    finally:
+        conn.execute("PRAGMA writable_schema = OFF")
+
+
 @migrations()
 def m004_interrupted_runs(db: Database) -> None:
     """Runs get the status ``interrupted``: left ``running`` by a server or training
@@ -240,20 +259,8 @@ def m004_interrupted_runs(db: Database) -> None:
     is edited in place (SQLite's documented procedure for such changes: "ALTER TABLE",
     section 7); rebuilding the table would break the foreign keys of ``metrics`` and
     ``rl_samples``, which cannot be turned off inside the migration's transaction."""
-    conn = db.conn
-    conn.execute("ALTER TABLE runs ADD COLUMN pid_start INTEGER")
-    (version,) = conn.execute("PRAGMA schema_version").fetchone()
-    conn.execute("PRAGMA writable_schema = ON")
-    try:
-        changed = conn.execute(
-            "UPDATE sqlite_master SET sql = replace(sql, ?, ?) WHERE type = 'table' "
-            "AND name = 'runs' AND instr(sql, ?) > 0",
-            [_RUN_STATUSES_V1, _RUN_STATUSES_V4, _RUN_STATUSES_V1]).rowcount
-        if changed != 1:
-            raise RuntimeError("the runs table does not have the expected status constraint")
-        conn.execute(f"PRAGMA schema_version = {int(version) + 1}")
-    finally:
-        conn.execute("PRAGMA writable_schema = OFF")
+    db.conn.execute("ALTER TABLE runs ADD COLUMN pid_start INTEGER")
+    _edit_runs_check(db, _RUN_STATUSES_V1, _RUN_STATUSES_V4, "status")
 
 
 @migrations()
@@ -436,16 +443,4 @@ def m007_kinds(db: Database) -> None:
             WHEN NEW.kind = 'simulated' AND NEW.password_hash IS NOT NULL
             BEGIN SELECT RAISE(ABORT, 'a simulated annotator cannot have a password');
             END""")
-    conn = db.conn
-    (version,) = conn.execute("PRAGMA schema_version").fetchone()
-    conn.execute("PRAGMA writable_schema = ON")
-    try:
-        changed = conn.execute(
-            "UPDATE sqlite_master SET sql = replace(sql, ?, ?) WHERE type = 'table' "
-            "AND name = 'runs' AND instr(sql, ?) > 0",
-            [_RUN_KINDS_V1, _RUN_KINDS_V7, _RUN_KINDS_V1]).rowcount
-        if changed != 1:
-            raise RuntimeError("the runs table does not have the expected kind constraint")
-        conn.execute(f"PRAGMA schema_version = {int(version) + 1}")
-    finally:
-        conn.execute("PRAGMA writable_schema = OFF")
+    _edit_runs_check(db, _RUN_KINDS_V1, _RUN_KINDS_V7, "kind")

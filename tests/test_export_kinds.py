@@ -19,6 +19,7 @@ from PIL import Image
 from spatialreward.errors import DataImportError
 from storage.exchange import export_pairs, export_parquet, import_pairs, import_parquet
 from storage.store import Store
+from tests.test_exchange import open_store, snapshot
 
 KINDS = {"ana": "human", "sim-1": "simulated"}
 
@@ -28,18 +29,6 @@ def png(seed: int) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="PNG")
     return buf.getvalue()
-
-
-def open_store(folder: Path) -> Store:
-    return Store.open(folder / "studio.db")
-
-
-def snapshot(store: Store) -> tuple[dict[str, int], list[str]]:
-    """Row counts of every table and the image files on disk."""
-    assert store.data_dir is not None
-    files = sorted(p.relative_to(store.data_dir).as_posix()
-                   for p in (store.data_dir / "images").rglob("*") if p.is_file())
-    return store.stats()["tables"], files
 
 
 def votes(store: Store, kinds: Any = None) -> list[tuple[str, str, str, str]]:

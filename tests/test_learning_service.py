@@ -7,7 +7,6 @@ as a ``reward`` run with its curves, and its checkpoint is offered at once as
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,11 +14,8 @@ import pytest
 from spatialreward.config import StudioConfig
 from spatialreward.errors import InputError
 from spatialreward.service import Services
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_finetune import contrarian_store  # noqa: E402  (the same contradicting voters)
-
-from ui.learn import curves_figure, status_text  # noqa: E402
+from tests.test_finetune import contrarian_store  # the same voters who contradict Mini
+from ui.learn import curves_figure, status_text
 
 
 def test_too_few_votes_are_refused_before_a_process_starts(tmp_path):
