@@ -93,13 +93,14 @@ class RunServices:
 
     def rl_form(self) -> dict[str, Any]:
         """The Train form's choices: ``defaults`` (an RLConfig), ``policies`` (editor
-        checkpoints under models/ and the runs), ``scenes`` and ``reward_oracle``."""
-        from .rl.config import ORACLE
+        checkpoints under models/ and the runs), ``scenes``, ``reward_oracle`` and the
+        update ``methods``."""
+        from .rl.config import METHODS, ORACLE
         from .rl.prompts import SCENES
         from .rl.view import DEFAULTS, policy_choices
 
         return {"defaults": DEFAULTS, "policies": policy_choices(self.data_root),
-                "scenes": sorted(SCENES), "reward_oracle": ORACLE}
+                "scenes": sorted(SCENES), "reward_oracle": ORACLE, "methods": list(METHODS)}
 
     def rl_config(self, *form: Any) -> RLConfig:
         """The Train form's values (policy, rewards, ... scenes; see ``rl.view.build_config``)

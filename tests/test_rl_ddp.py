@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -18,10 +19,12 @@ from spatialreward.rl.tiny import save_tiny_editor, tiny_rl_config
 torch.set_num_threads(1)
 
 
-def test_two_processes_train_like_one(tmp_path):
+@pytest.mark.parametrize("method", ["grpo", "nft"])
+def test_two_processes_train_like_one(tmp_path, method):
     editor = save_tiny_editor(tmp_path / "editor")
     # 2 prompts x 4 samples per step: each process samples one prompt's group.
-    config = tiny_rl_config(editor, steps=2, prompts_per_step=2, group_size=4, eval_prompts=4)
+    config = tiny_rl_config(editor, steps=2, prompts_per_step=2, group_size=4, eval_prompts=4,
+                            method=method)
     path = tmp_path / "tiny.json"
     config.save(path)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -94,15 +94,51 @@ def test_clipped_loss_stops_pushing_beyond_the_clip():
     assert lp.grad[2].item() == pytest.approx(-1.0, abs=1e-5)
 
 
+def _run(seed: int, n: int, reward_trend: float, gt_trend: float) -> tuple[list, list]:
+    """A run's per-step reward and ground-truth success, noisy as real ones: a step's few
+    prompts lift or sink both curves together, plus each curve's own sampling noise."""
+    rng = np.random.default_rng(seed)
+    ease = rng.normal(0, 1, n)  # how easy the step's prompts were
+    t = np.arange(n) / max(1, n - 1)
+    reward = 0.75 + reward_trend * t + 0.04 * ease + rng.normal(0, 0.02, n)
+    gt = 0.33 + gt_trend * t + 0.08 * ease + rng.normal(0, 0.06, n)
+    return reward.tolist(), np.clip(gt, 0, 1).tolist()
+
+
+def test_hacking_alert_fires_on_a_hacked_run():
+    # reward 0.75 -> 0.95 while ground-truth success falls 0.33 -> 0.03 over 100 steps
+    reward, gt = _run(0, 100, reward_trend=0.2, gt_trend=-0.3)
+    fired = [s for s in range(100)
+             if hacking_alert(range(s + 1), reward[:s + 1], gt[:s + 1]) is not None]
+    assert fired and fired[-1] == 99 and len(fired) >= 25
+    alert = hacking_alert(range(100), reward, gt)
+    assert alert is not None and alert.reward_change > 0.02 and alert.gt_change < -0.05
+    assert alert.window == 50 and alert.reward_p < 0.01 and alert.gt_p < 0.01
+    assert "reward hacking at step 99" in alert.message
+
+
+def test_hacking_alert_stays_quiet_on_flat_noisy_runs():
+    quiet, old = 0, 0
+    for seed in range(20):  # 20 runs x 250 steps in which nothing trends
+        reward, gt = _run(100 + seed, 250, 0.0, 0.0)
+        quiet += all(hacking_alert(range(s + 1), reward[:s + 1], gt[:s + 1]) is None
+                     for s in range(250))
+        # the rule it replaced: later half minus earlier half of the last 10 steps
+        old += sum(np.mean(reward[s - 4:s + 1]) - np.mean(reward[s - 9:s - 4]) >= 0.02
+                   and np.mean(gt[s - 4:s + 1]) - np.mean(gt[s - 9:s - 4]) <= -0.05
+                   for s in range(9, 250))
+    assert quiet == 20
+    assert old >= 10  # it cried wolf on these very runs
+
+
 def test_hacking_alert_needs_reward_up_and_ground_truth_down():
-    steps = list(range(10))
-    up = [0.4] * 5 + [0.5] * 5
-    down = [0.6] * 5 + [0.4] * 5
-    alert = hacking_alert(steps, up, down, window=10)
-    assert alert is not None and alert.step == 9 and "reward hacking" in alert.message
-    assert hacking_alert(steps, up, up, window=10) is None  # both up: the reward helps
-    assert hacking_alert(steps, down, down, window=10) is None
-    assert hacking_alert(steps[:5], up[:5], down[:5], window=10) is None  # too early
+    up, _ = _run(1, 60, 0.2, 0.0)
+    down, _ = _run(2, 60, -0.2, 0.0)
+    assert hacking_alert(range(60), up, up) is None  # both up: the reward helps
+    assert hacking_alert(range(60), down, down) is None
+    assert hacking_alert(range(30), up[:30], down[:30]) is None  # too early for the window
+    tiny = [0.5 + 0.0001 * s for s in range(60)]  # a real but negligible rise
+    assert hacking_alert(range(60), tiny, down) is None
 
 
 def test_reward_mix_parsing_and_config_checks():
@@ -153,3 +189,19 @@ def test_shipped_configs_load_and_the_docs_name_every_command():
     assert "benchmarks/rl_step.py" in doc and "benchmarks/reward_signal.py" in doc
     # the experiment's figure is committed and shown
     assert "](rl/experiment.png)" in doc and (root / "docs" / "rl" / "experiment.png").is_file()
+
+
+def test_scenes_follow_the_policy_checkpoint_unless_given(tmp_path):
+    import json
+
+    simple = tmp_path / "simple"
+    simple.mkdir()
+    (simple / "config.json").write_text(json.dumps({"train": {"scenes": "simple"}}))
+    assert RLConfig(policy=str(simple)).scenes == "simple"
+    assert RLConfig(policy=str(simple), scenes="default").scenes == "default"  # asked for
+    assert RLConfig(policy=str(tmp_path / "none")).scenes == "default"  # records nothing
+    assert RLConfig(policy=str(simple)).to_dict()["scenes"] == "simple"  # saved resolved
+    with pytest.raises(ConfigError, match="alert_window"):
+        RLConfig(alert_window=2)
+    with pytest.raises(ConfigError, match="method"):
+        RLConfig(method="ppo")

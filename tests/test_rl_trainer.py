@@ -88,10 +88,11 @@ def test_one_step_trains_only_the_adapters_and_every_adapter_gets_a_gradient(tmp
     assert metrics["kl"] > 0  # the second minibatch sees the first one's update
 
 
-def test_the_policy_learns_what_the_reward_asks_for(tmp_path):
+@pytest.mark.parametrize("method", ["grpo", "nft"])
+def test_the_policy_learns_what_the_reward_asks_for(tmp_path, method):
     config = tiny_rl_config("unused", rewards=({"backend": "fake"},), eval_prompts=0,
                             steps=8, lr=3e-3, finetune="full", group_size=6,
-                            kl_weight=0.0)
+                            kl_weight=0.0, method=method)
     trainer = make_trainer(tmp_path, config, {"fake": FakeBackend(brightness)})
     rewards = [trainer.train_step()["reward_mean"] for _ in range(config.steps)]
     assert np.mean(rewards[-2:]) > np.mean(rewards[:2]) + 0.02, rewards
@@ -146,20 +147,22 @@ def test_reward_mix_weights_backends_and_reports_a_crashing_one():
 
 def test_the_hacking_alert_reaches_the_recorder(tmp_path):
     config = tiny_rl_config("unused", rewards=({"backend": "fake"},), eval_prompts=0,
-                            alert_window=4)
+                            alert_window=10)
     trainer = make_trainer(tmp_path, config, {"fake": FakeBackend(lambda im: 0.9)})
-    trainer.history = [{"step": float(s), "reward_mean": 0.1, "gt_success": 1.0}
-                       for s in range(3)]
-    trainer.step = 3
+    # nine steps of reward rising and ground truth falling, then this one continues both
+    trainer.history = [{"step": float(s), "reward_mean": 0.45 + 0.05 * s + 0.01 * (s % 2),
+                        "gt_success": 0.9 - 0.1 * s} for s in range(9)]
+    trainer.step = 9
     rec = ListRecorder()
     metrics = trainer.train_step(rec)  # reward 0.9 now, ground truth 0 (an untrained editor)
     assert metrics["hacking_alert"] == 1.0 and len(rec.alerts) == 1
-    assert rec.alerts[0].step == 3 and rec.groups and len(rec.groups[0].images) == 4
+    assert rec.alerts[0].step == 9 and rec.groups and len(rec.groups[0].images) == 4
 
 
-def test_resuming_after_a_stop_equals_training_straight_through(tmp_path):
+@pytest.mark.parametrize("method", ["grpo", "nft"])
+def test_resuming_after_a_stop_equals_training_straight_through(tmp_path, method):
     config = tiny_rl_config("unused", rewards=({"backend": "fake"},), eval_prompts=2, steps=4,
-                            checkpoint_every=1)
+                            checkpoint_every=1, method=method)
     fake = {"fake": FakeBackend(brightness)}
     first = make_trainer(tmp_path / "a", config, fake)
     assert first.run(max_steps=2) == "done" and first.step == 2
@@ -186,3 +189,27 @@ def test_a_stop_request_checkpoints_and_cancels(tmp_path):
     assert (tmp_path / "checkpoint" / "state.json").is_file()
     # the editor kept for eval-editor records the scenes it was trained on
     assert recorded_scenes(tmp_path / "checkpoint" / "editor") == config.scenes
+
+
+def test_the_likelihood_free_update_pulls_toward_good_samples_and_away_from_bad(tmp_path):
+    config = tiny_rl_config("unused", rewards=({"backend": "fake"},), eval_prompts=0,
+                            method="nft", kl_weight=0.0, lr=1e-2, finetune="full",
+                            updates_per_step=1)
+    trainer = make_trainer(tmp_path, config, {"fake": FakeBackend(brightness)})
+    batch = trainer.sample(0)
+    adv = trainer.advantages(batch, trainer.reward(batch))
+    draws = trainer.nft_draws(batch, 1)
+    rows = torch.arange(len(batch.rollout))
+
+    def error() -> torch.Tensor:  # each row's flow-matching error at its noise draw
+        with torch.no_grad():
+            v = trainer.policy.velocity(batch.rollout, rows, draws.xt[:, 0], draws.sigma[:, 0])
+        s = draws.sigma[:, 0, None, None, None]  # in the clean image's units, as trained
+        return ((s * (v - draws.target[:, 0])) ** 2).mean((1, 2, 3))
+
+    before = error()
+    trainer.update(batch, adv)
+    change = error() - before
+    good, bad = adv.local > 1.0, adv.local < -1.0
+    assert good.any() and bad.any()
+    assert change[torch.from_numpy(good)].mean() < change[torch.from_numpy(bad)].mean()

@@ -10,7 +10,7 @@ latest held-out evaluation. This module imports no torch and no ``rl`` module.
 
 API: ``/start_rl`` (policy, rewards, prompts, ops, eval prompts, steps, prompts per step,
 group size, sampling steps, lr, noise level, KL weight, clip range, timestep fraction,
-finetune, threads, scenes, processes, name) -> run status dict; ``/stop_rl`` (run id)
+finetune, threads, scenes, processes, name, method) -> run status dict; ``/stop_rl`` (run id)
 and ``/resume_rl`` (run id) -> run status dict; ``/rl_status`` (run id) -> status dict
 with the latest metrics and the hacking alert; ``/refresh_rl`` (run id) is the timer's view update.
 """
@@ -223,6 +223,8 @@ def build_train_tab(services: Services) -> None:
             clip = gr.Number(value=defaults.clip_range, label="Clip range")
             fraction = gr.Number(value=defaults.timestep_fraction, label="Timestep fraction")
             finetune = gr.Radio(["lora", "full"], value=defaults.finetune, label="Fine-tune")
+            method = gr.Radio(form["methods"], value=defaults.method,
+                              label="Update (grpo: Flow-GRPO; nft: likelihood-free)")
             threads = gr.Number(value=defaults.threads, precision=0,
                                 label="CPU threads per process")
     with gr.Row():
@@ -305,7 +307,7 @@ def build_train_tab(services: Services) -> None:
                   inputs=[policy], outputs=[scenes], api_visibility="private")
     start_inputs = [policy, rewards, prompts, ops, eval_prompts, steps, per_step, group,
                     sampling, lr, noise, kl, clip, fraction, finetune, threads, scenes,
-                    processes, name]
+                    processes, name, method]
     handlers = api_handlers(services)
     outputs = [status, alert, curves, gallery, log]
     everything = [*outputs, captions, shown, run_pick]
@@ -366,7 +368,7 @@ def api_handlers(services: Services) -> dict[str, Any]:
                  group_size: int, sampling_steps: int, lr: float, noise_level: float,
                  kl_weight: float, clip_range: float, timestep_fraction: float,
                  finetune: str, threads: int, scenes: str, processes: int = 1,
-                 name: str = "") -> dict[str, Any]:
+                 name: str = "", method: str = "") -> dict[str, Any]:
         """Start an RL (Flow-GRPO) run of the editor in its own process; returns its status
         (as /rl_status answers).
 
@@ -390,11 +392,12 @@ def api_handlers(services: Services) -> dict[str, Any]:
             scenes: the scenes of the prompts (default: the policy's)
             processes: processes (torchrun), 1 or more
             name: the run's name (empty: from the rewards)
+            method: the policy update, grpo or nft (empty: the default)
         """
         config = services.rl_config(policy, rewards, prompts, ops, eval_prompts, steps,
                                     prompts_per_step, group_size, sampling_steps, lr,
                                     noise_level, kl_weight, clip_range, timestep_fraction,
-                                    finetune, threads, scenes)
+                                    finetune, threads, scenes, method or None)
         run_id = services.start_rl(config, name=name or "", processes=int(processes or 1),
                                    user=username(request))
         return summary(run_id)

@@ -18,6 +18,8 @@ from ..errors import ConfigError
 from ..synth.language import OPERATIONS
 
 ORACLE = "gt"  # the ground-truth score as a reward: an upper bound, and cheap in tests
+METHODS = ("grpo", "nft")
+"""Policy updates the trainer offers (RLConfig.method)."""
 
 
 @dataclass(frozen=True)
@@ -78,9 +80,10 @@ class RLConfig:
         "operations to train on (empty: all, taking turns)"))
     phrasings: str = field(default="seen", metadata=_help(
         "'seen': the train split's phrasings; 'all': held-out phrasings too"))
-    scenes: str = field(default="default", metadata=_help(
+    scenes: str = field(default="policy", metadata=_help(
         "scene distribution of training and held-out prompts (rl.prompts.SCENES): "
-        "'default' or 'simple'; use the one the policy was pretrained on"))
+        "'default' or 'simple', or 'policy': the one the policy checkpoint records it was "
+        "trained on (config.json; 'default' when it records none)"))
     eval_prompts: int = field(default=60, metadata=_help(
         "held-out prompts (test split) for ground-truth success before, during, after"))
     eval_every: int = field(default=0, metadata=_help(
@@ -91,12 +94,21 @@ class RLConfig:
     group_size: int = field(default=12, metadata=_help("samples per prompt G"))
     sampling_steps: int = field(default=10, metadata=_help("sampler steps per edit"))
     noise_level: float = field(default=0.7, metadata=_help("SDE noise level a"))
+    method: str = field(default="grpo", metadata=_help(
+        "'grpo': Flow-GRPO's clipped likelihood-ratio loss on recorded SDE steps; 'nft': "
+        "the likelihood-free update (rl.grpo.contrastive_velocity_loss) on the final "
+        "samples noised again"))
     clip_range: float = field(default=1e-4, metadata=_help("PPO ratio clip range"))
     adv_clip: float = field(default=5.0, metadata=_help("advantages clipped to +-this"))
     kl_weight: float = field(default=0.04, metadata=_help("beta: weight of the KL to the "
                                                           "reference policy"))
     timestep_fraction: float = field(default=0.6, metadata=_help(
-        "share of the stochastic steps each trajectory trains on"))
+        "share of the stochastic steps each trajectory trains on (nft: as many noise "
+        "levels drawn per sample)"))
+    nft_beta: float = field(default=1.0, metadata=_help(
+        "nft: how far the implicit positive / negative policies sit from the sampling one"))
+    nft_scale: float = field(default=2.0, metadata=_help(
+        "nft: advantage at which a sample counts as wholly good (or bad)"))
     lr: float = field(default=3e-4, metadata=_help("AdamW learning rate"))
     weight_decay: float = field(default=1e-4, metadata=_help("AdamW weight decay"))
     max_grad_norm: float = field(default=1.0, metadata=_help("gradient norm clip"))
@@ -110,11 +122,16 @@ class RLConfig:
     judge_size: int = field(default=256, metadata=_help(
         "edits are upscaled to this many pixels before the reward model judges them"))
     reward_batch: int = field(default=32, metadata=_help("edits per reward-model call"))
-    alert_window: int = field(default=10, metadata=_help("steps the hacking alert looks at"))
+    alert_window: int = field(default=50, metadata=_help(
+        "steps the hacking alert fits its two trends to (rl.monitor)"))
     alert_rise: float = field(default=0.02, metadata=_help(
-        "reward rise (0..1) over the window that, with a ground-truth fall, raises the alert"))
+        "reward rise (0..1) of the fitted line over the window that, with a ground-truth "
+        "fall, raises the alert"))
     alert_drop: float = field(default=0.05, metadata=_help(
-        "ground-truth success fall (0..1) over the window that raises the alert"))
+        "ground-truth success fall (0..1) of the fitted line over the window that raises "
+        "the alert"))
+    alert_p: float = field(default=0.01, metadata=_help(
+        "one-sided p-value each trend must be below: the noise of the window's own steps"))
     # -- bookkeeping
     seed: int = field(default=0, metadata=_help("seed of prompts, noise and timesteps"))
     threads: int = field(default=2, metadata=_help("torch CPU threads per process"))
@@ -161,6 +178,15 @@ class RLConfig:
                               f"{self.prompts_per_step * self.group_size} rollouts do not "
                               f"split into updates_per_step = {self.updates_per_step} "
                               "equal minibatches")
+        if self.method not in METHODS:
+            raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.nft_beta <= 0 or self.nft_scale <= 0:
+            raise ConfigError("nft_beta and nft_scale must be positive")
+        if self.alert_window < 3:
+            raise ConfigError(f"alert_window must be at least 3 steps (it fits a trend), got "
+                              f"{self.alert_window}")
+        if not 0 < self.alert_p < 1:
+            raise ConfigError(f"alert_p must be a probability in (0, 1), got {self.alert_p}")
         if not 0 < self.timestep_fraction <= 1:
             raise ConfigError(f"timestep_fraction must be in (0, 1], got "
                               f"{self.timestep_fraction}")
@@ -180,6 +206,8 @@ class RLConfig:
             raise ConfigError(f"finetune must be 'lora' or 'full', got {self.finetune!r}")
         if self.phrasings not in ("seen", "all"):
             raise ConfigError(f"phrasings must be 'seen' or 'all', got {self.phrasings!r}")
+        if self.scenes == "policy":
+            set_(self, "scenes", recorded_scenes(self.policy))
         from .prompts import check_scenes
 
         check_scenes(self.scenes)

@@ -196,6 +196,10 @@ class EmbeddedEditor:
                       sigma_cap=float(rollout.cond["cap"]), prev=nxt)
         return StepLogProb(st.log_prob, st.mean, st.scale)
 
+    def velocity(self, rollout: Rollout, rows: torch.Tensor, x: torch.Tensor,
+                 sigma: torch.Tensor) -> torch.Tensor:
+        return self._forward(self._module(), x, sigma, rollout.cond, rows)
+
     @contextmanager
     def reference(self) -> Iterator[None]:
         if self.finetune == "lora":

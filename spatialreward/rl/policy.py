@@ -20,6 +20,8 @@ protocol                    diffusers pipeline
                             scale and log-prob); ``pipe.vae.decode`` the last latents to images
 ``log_prob``                one transformer forward at the recorded latents and sigma of
                             each requested step, then ``sde_step(..., prev=next_latents)``
+``velocity``                one transformer forward at given latents and sigmas with the
+                            rollout's condition (the likelihood-free update's only need)
 ``reference()``             ``with transformer.disable_adapter():`` (peft LoRA); for a full
                             fine-tune, swap in a frozen copy of the initial weights
 ``trainable_parameters``    the LoRA parameters (``requires_grad``) of the transformer
@@ -96,6 +98,14 @@ class EditPolicy(Protocol):
                  ) -> StepLogProb:
         """Log-probability of step ``steps[m]`` of row ``rows[m]`` (each (M,)) under the
         current weights (with gradients when they are enabled)."""
+        ...
+
+    def velocity(self, rollout: Rollout, rows: torch.Tensor, x: torch.Tensor,
+                 sigma: torch.Tensor) -> torch.Tensor:
+        """The flow's velocity at states ``x`` (M, ...) and noise levels ``sigma`` (M,),
+        for rows ``rows`` of ``rollout``'s condition, under the current weights (with
+        gradients when enabled). The likelihood-free update (``method = "nft"``) trains
+        on this alone: the rollout's final states (``states[:, -1]``) noised again."""
         ...
 
     def reference(self) -> AbstractContextManager[None]:

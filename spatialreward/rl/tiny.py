@@ -41,6 +41,6 @@ def tiny_rl_config(policy: str | Path, **overrides: Any) -> RLConfig:
         policy=str(policy), rewards=({"backend": "pixel"},), prompts=8, eval_prompts=6,
         steps=3, prompts_per_step=2, group_size=4, sampling_steps=4, judge_size=64,
         threads=1, checkpoint_every=2, lora_rank=2, micro_batch=8, reward_batch=8,
-        alert_window=4)
+        alert_window=10)
     values.update(overrides)
     return RLConfig(**values)

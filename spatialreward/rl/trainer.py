@@ -11,7 +11,11 @@ One RL step (P prompts, G samples each, K processes, each with P / K prompts):
    over its valid samples and clipped.
 4. **loss**: for each row, ``round(timestep_fraction * (steps - 1))`` of its stochastic
    steps (drawn from (seed, step, row)), the clipped ratio loss plus ``kl_weight`` times
-   the KL to the reference policy, averaged over valid rows and those steps.
+   the KL to the reference policy, averaged over valid rows and those steps. With
+   ``method = "nft"`` (likelihood-free), as many noise levels are drawn per row instead:
+   the row's final sample is noised again to each, and the loss is
+   :func:`~.grpo.contrastive_velocity_loss` plus ``kl_weight`` times the squared velocity
+   change from the reference (what a Gaussian step's KL grows with).
 5. **update**: rows are split into ``updates_per_step`` minibatches (row mod U); one
    AdamW step each, after gradient clipping. Later minibatches see the weights the
    earlier ones changed, which is where the ratio clip starts to bite.
@@ -40,7 +44,12 @@ from .checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from .config import RLConfig
 from .distributed import World, any_flag, gather_objects, sum_values, wrap_ddp
 from .groundtruth import GroundTruth
-from .grpo import clipped_policy_loss, group_advantages
+from .grpo import (
+    clipped_policy_loss,
+    contrastive_velocity_loss,
+    group_advantages,
+    optimality,
+)
 from .monitor import Alert, hacking_alert
 from .policy import EditPolicy, Rollout, chunks
 from .prompts import EditPrompt, prompt_set
@@ -89,6 +98,16 @@ class Advantages:
     valid_local: np.ndarray  # (L,) bool
     valid_global: np.ndarray  # (N,) bool
     stats: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class NFTDraws:
+    """The likelihood-free update's inputs for a step's local rows: ``k`` per row."""
+
+    xt: torch.Tensor  # (L, k, ...) final states noised again to sigma
+    sigma: torch.Tensor  # (L, k)
+    target: torch.Tensor  # (L, k, ...) the flow-matching velocity: noise - final state
+    v_old: torch.Tensor  # (L, k, ...) the sampling weights' velocity at xt
 
 
 class Recorder(Protocol):
@@ -231,13 +250,65 @@ class FlowGRPOTrainer:
                  "ratio_dev": float(((new.log_prob.detach() - old).abs() * weight).sum())}
         return total, parts
 
+    def nft_draws(self, batch: StepBatch, k: int) -> NFTDraws:
+        """``k`` noise levels and noises per local row (from (seed, step, row) only), the
+        noised final states and, under the weights the samples came from, their velocity."""
+        rollout = batch.rollout
+        x0 = rollout.states[:, -1]
+        sigma, noise = [], []
+        for r in range(len(rollout)):
+            gen = torch.Generator().manual_seed(
+                row_seed(self.config.seed, batch.step, batch.first_row + r, stream=2))
+            sigma.append(torch.rand(k, generator=gen))
+            noise.append(torch.randn((k, *x0.shape[1:]), generator=gen))
+        s, e = torch.stack(sigma), torch.stack(noise)  # (L, k), (L, k, ...)
+        shape = (*s.shape, *([1] * (x0.dim() - 1)))
+        xt = (1 - s.view(shape)) * x0[:, None] + s.view(shape) * e
+        v_old = torch.empty_like(xt)
+        with torch.no_grad():
+            for c in chunks(len(rollout), self.config.micro_batch):
+                rows = torch.arange(c.start, c.stop)
+                for j in range(k):
+                    v_old[c, j] = self.policy.velocity(rollout, rows, xt[c, j], s[c, j])
+        return NFTDraws(xt, s, e - x0[:, None], v_old)
+
+    def nft_loss(self, batch: StepBatch, draws: NFTDraws, rows: torch.Tensor, j: int,
+                 adv: torch.Tensor, weight: torch.Tensor
+                 ) -> tuple[torch.Tensor, dict[str, float]]:
+        """The likelihood-free counterpart of :meth:`loss`, at noise draw ``j`` of each row."""
+        cfg = self.config
+        xt, sigma = draws.xt[rows, j], draws.sigma[rows, j]
+        # Velocities times sigma: the error in the clean image's units (for an x-predicting
+        # net, its own pretraining loss), where plain velocities would weight the
+        # nearly-clean draws by 1 / sigma^2.
+        s = sigma.view(-1, *([1] * (xt.dim() - 1)))
+        v = self.policy.velocity(batch.rollout, rows, xt, sigma) * s
+        v_old = draws.v_old[rows, j] * s
+        per_row = contrastive_velocity_loss(v, v_old, draws.target[rows, j] * s,
+                                            optimality(adv, cfg.nft_scale), cfg.nft_beta)
+        dims = tuple(range(1, v.dim()))
+        if cfg.kl_weight > 0:  # a Gaussian step's KL grows with the squared velocity change
+            with torch.no_grad(), self.policy.reference():
+                ref = self.policy.velocity(batch.rollout, rows, xt, sigma) * s
+            kl = ((v - ref) ** 2).mean(dims)
+        else:
+            kl = torch.zeros_like(per_row)
+        total = ((per_row + cfg.kl_weight * kl) * weight).sum()
+        moved = (v.detach() - v_old).abs().mean(dims)
+        parts = {"policy_loss": float((per_row.detach() * weight).sum()),
+                 "kl": float((kl.detach() * weight).sum()), "clip_fraction": 0.0,
+                 "ratio_dev": float((moved * weight).sum())}
+        return total, parts
+
     # -- 5. update ----------------------------------------------------------------------
     def update(self, batch: StepBatch, advantages: Advantages) -> dict[str, float]:
         cfg, world = self.config, self.world
         n_local = len(batch.rollout)
         u_count = cfg.updates_per_step
+        nft = cfg.method == "nft"
         steps = self.timesteps(batch)
-        k = steps.shape[1]
+        k = cfg.train_timesteps() if nft else steps.shape[1]
+        draws = self.nft_draws(batch, k) if nft else None
         global_rows = np.arange(len(advantages.valid_global))
         sums = {"policy_loss": 0.0, "kl": 0.0, "clip_fraction": 0.0, "ratio_dev": 0.0,
                 "grad_norm": 0.0}
@@ -257,7 +328,9 @@ class FlowGRPOTrainer:
                 no_sync = getattr(self.module, "no_sync", None)
                 ctx = no_sync() if (no_sync is not None and not sync) else contextlib.nullcontext()
                 with ctx:
-                    total, parts = self.loss(batch, rows, steps[rows, j], adv, weight)
+                    total, parts = (
+                        self.nft_loss(batch, draws, rows, j, adv, weight) if draws is not None
+                        else self.loss(batch, rows, steps[rows, j], adv, weight))
                     total.backward()
                 for key, value in parts.items():
                     sums[key] += value / u_count / world.size
@@ -294,7 +367,7 @@ class FlowGRPOTrainer:
                               [h["reward_mean"] for h in steps],
                               [h["gt_success"] for h in steps],
                               window=self.config.alert_window, rise=self.config.alert_rise,
-                              drop=self.config.alert_drop)
+                              drop=self.config.alert_drop, p=self.config.alert_p)
         metrics["hacking_alert"] = 0.0 if alert is None else 1.0
         self.history[-1]["hacking_alert"] = metrics["hacking_alert"]
         if self.world.main:

@@ -84,7 +84,8 @@ def build_config(policy: str, rewards: str, prompts: Any, ops: Sequence[str] | N
                  eval_prompts: Any, steps: Any, prompts_per_step: Any, group_size: Any,
                  sampling_steps: Any, lr: Any, noise_level: Any, kl_weight: Any,
                  clip_range: Any, timestep_fraction: Any, finetune: str,
-                 threads: Any = DEFAULTS.threads, scenes: str | None = None) -> RLConfig:
+                 threads: Any = DEFAULTS.threads, scenes: str | None = None,
+                 method: str | None = None) -> RLConfig:
     """The form's values as a validated RLConfig (a bad value is a clear error)."""
     def whole(x: Any, name: str) -> int:
         if x is None or x == "":
@@ -108,4 +109,5 @@ def build_config(policy: str, rewards: str, prompts: Any, ops: Sequence[str] | N
         noise_level=real(noise_level, "noise level"), kl_weight=real(kl_weight, "KL weight"),
         clip_range=real(clip_range, "clip range"),
         timestep_fraction=real(timestep_fraction, "timestep fraction"),
-        finetune=finetune or DEFAULTS.finetune, threads=whole(threads, "threads"))
+        finetune=finetune or DEFAULTS.finetune, threads=whole(threads, "threads"),
+        method=method or DEFAULTS.method)
