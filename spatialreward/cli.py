@@ -155,6 +155,8 @@ def _train_from_store(args: argparse.Namespace) -> int:
     given = {k: getattr(args, k) for k in _FINETUNE_FLAGS if getattr(args, k) is not None}
     if args.kinds is not None:
         given["kinds"] = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
+    if args.annotators is not None:
+        given["annotators"] = tuple(a.strip() for a in args.annotators.split(",") if a.strip())
     config = FinetuneConfig(**given)
     every = max(1, config.steps // 20)
 
@@ -273,6 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "data/reward-models/mini-votes-vN, N the next free version)")
     store_flags.add_argument("--kinds", help="annotator kinds to learn from, comma-separated: "
                              "human (default), simulated, or human,simulated")
+    store_flags.add_argument("--annotators", help="learn from these annotators only, "
+                             "comma-separated (default: every annotator of the kinds)")
     store_flags.add_argument("--holdout", type=float,
                              help="share of voted items held out for measuring (default 0.2)")
     store_flags.add_argument("--steps", type=int, help="optimiser steps (default 300)")

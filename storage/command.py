@@ -134,7 +134,8 @@ def cmd_simulate_votes(args: argparse.Namespace) -> int:
 
     with _open(args) as store:
         counts = simulate_votes(store, annotator=args.annotator, error=args.error,
-                                queue=args.queue, n=args.n, seed=args.seed)
+                                queue=args.queue, n=args.n, seed=args.seed,
+                                tie_margin=args.tie_margin)
     print(f"simulated annotator {args.annotator} (error {args.error:g}): {counts['votes']} "
           f"votes ({counts['flipped']} flipped, {counts['ties']} ties), {counts['skipped']} "
           f"pairs already voted, {counts['available']} pairs with a ground truth")
@@ -220,6 +221,8 @@ def add_parser(sub: Any) -> None:
                    help="rl_samples: RL sample groups (truth scores); gold: items with a "
                    "truth ranking; all: both")
     p.add_argument("--n", type=int, default=2000, help="most pairs to vote on (default 2000)")
+    p.add_argument("--tie-margin", type=float, default=0.0,
+                   help="call a tie when the truth scores (0..1) differ by less (default 0)")
     p.add_argument("--seed", type=int, default=0, help="seed of the pair order and the errors")
     p = action("queue", cmd_queue, "the disagreement queue and items needing judgments")
     p.add_argument("--backend", help="backend (default: the one with most stored judgments)")

@@ -80,29 +80,38 @@ def _truth_pairs(store: Any, queue: str) -> Iterator[tuple[int, int, int, float]
                     yield item_id, i, j, float(rank[j] - rank[i])
 
 
-def simulated_choice(diff: float, flip: bool) -> str:
+def simulated_choice(diff: float, flip: bool, tie_margin: float = 0.0) -> str:
     """The vote on a pair (i, j) shown in that order: ``A`` (i better), ``B``, or
-    ``tie``; ``flip`` turns a preference into its opposite.
+    ``tie`` (truths closer than ``tie_margin``); ``flip`` turns a preference into its
+    opposite.
 
     >>> simulated_choice(0.3, False), simulated_choice(0.3, True), simulated_choice(0.0, True)
     ('A', 'B', 'tie')
+    >>> simulated_choice(0.05, False, tie_margin=0.1)
+    'tie'
     """
-    if abs(diff) < TIE:
+    if abs(diff) < max(TIE, tie_margin):
         return "tie"
     return "A" if (diff > 0) != flip else "B"
 
 
 def simulate_votes(store: Any, annotator: str = "sim-10", error: float = 0.1,
-                   queue: str = "rl_samples", n: int = 2000, seed: int = 0) -> dict[str, Any]:
+                   queue: str = "rl_samples", n: int = 2000, seed: int = 0,
+                   tie_margin: float = 0.0) -> dict[str, Any]:
     """Vote as the simulated ``annotator`` on up to ``n`` pairs of ``queue``'s items that
-    it has not voted on yet, each flipped with probability ``error``; returns counts
-    (``votes``, ``flipped``, ``ties``, ``skipped`` already voted, ``available`` pairs)."""
+    it has not voted on yet, each flipped with probability ``error``; pairs whose truth
+    scores differ by less than ``tie_margin`` (RL groups' 0..1 scores; gold rankings
+    differ by whole places) are called a tie, as a person calls two near-equal edits;
+    returns counts (``votes``, ``flipped``, ``ties``, ``skipped`` already voted,
+    ``available`` pairs)."""
     queue = queue.replace("-", "_")
     if queue not in SIM_QUEUES:
         raise InputError(f"no queue {queue!r} to simulate votes on; choose one of "
                          f"{', '.join(SIM_QUEUES)}")
     if not 0.0 <= error <= 1.0:
         raise InvalidJudgmentError(f"error must be a probability 0..1, got {error!r}")
+    if not 0.0 <= tie_margin < 1.0:
+        raise InvalidJudgmentError(f"tie_margin must be in [0, 1), got {tie_margin!r}")
     if n < 0:
         raise InvalidJudgmentError(f"n must not be negative, got {n!r}")
     ensure_simulated(store, annotator)
@@ -122,7 +131,7 @@ def simulate_votes(store: Any, annotator: str = "sim-10", error: float = 0.1,
         if (item_id, (i, j)) in done:
             counts["skipped"] += 1
             continue
-        choice = simulated_choice(diff, flip)
+        choice = simulated_choice(diff, flip, tie_margin)
         counts["flipped"] += flip and choice != "tie"
         counts["ties"] += choice == "tie"
         if (i, j) == WHOLE:  # the truth ranking, or (flipped) its reverse

@@ -178,6 +178,9 @@ def test_votes_of_other_kinds_are_left_out(small, tmp_path) -> None:
             ("sim-10", "simulated", first)]
         assert len(read_votes(store, ["human", "simulated"]).pairs) == 13
         assert len(read_votes(store).pairs) == 12  # people only, unless asked
+        only = read_votes(store, ["human", "simulated"], annotators=["sim-10"])
+        assert [v.annotator for v in only.pairs] == ["sim-10"]  # one annotator, when named
+        assert {v.annotator for v in read_votes(store, ["human"], ["ann"]).pairs} == {"ann"}
     with pytest.raises(InputError, match="1 pair votes by other kinds"):
         finetune(FinetuneConfig(db=str(small), out=str(tmp_path / "o")))
 
@@ -213,6 +216,8 @@ def test_pairs_ceiling_and_config_checks() -> None:
     assert ranking_pairs(((1,), (0, 2))) == [(1, 0), (1, 2)]
     assert ranking_pairs(((3,), (1,))) == [(3, 1)]  # a partial ranking: the two shown
     assert human_ceiling([PairVote(1, "a", "human", 0, 1)]) is None
+    assert "--annotators ann,bob" in FinetuneConfig(annotators=["ann", "bob"]).command()
+    assert "--annotators" not in FinetuneConfig().command()
     with pytest.raises(ConfigError, match="kinds"):
         FinetuneConfig(kinds=("robots",))
     with pytest.raises(ConfigError, match="holdout"):

@@ -214,3 +214,22 @@ def test_simulate_votes_and_agreement_kind_from_the_command_line(tmp_path, capsy
     assert report["kinds"] == "all" and report["pair_votes"] == 15
     assert main(["db", "simulate-votes", "--db", str(path), "--error", "1.5"]) == 2
     assert "error must be a probability" in capsys.readouterr().err
+
+
+def test_a_tie_margin_calls_near_equal_edits_a_tie(tmp_path):
+    store, truth = rl_store(tmp_path / "s.db")
+    counts = simulate_votes(store, annotator="sim-0", error=0.0, n=500, seed=3, tie_margin=0.2)
+    close = 0
+    for j in store.human_judgments(annotator="sim-0"):
+        groups = [list(g) for g in j.ranking]
+        if len(groups) == 1:  # a tie: both candidates in one group
+            i, k = groups[0]
+            assert abs(truth[j.item_id][i] - truth[j.item_id][k]) < 0.2
+            close += 1
+        else:
+            ((better, worse),) = ranked_pairs(groups)
+            assert truth[j.item_id][better] - truth[j.item_id][worse] >= 0.2
+    assert close == counts["ties"] > 0 and counts["votes"] == 500
+    with pytest.raises(InvalidJudgmentError, match="tie_margin"):
+        simulate_votes(store, annotator="sim-0", tie_margin=1.5)
+    store.close()

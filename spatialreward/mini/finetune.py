@@ -84,6 +84,8 @@ class FinetuneConfig:
     name: str = field(default="mini-votes", metadata={"help": "name of the versioned folder"})
     kinds: tuple[str, ...] = field(default=("human",), metadata={
         "help": "annotator kinds to learn from: human, simulated or both"})
+    annotators: tuple[str, ...] = field(default=(), metadata={
+        "help": "learn from these annotators only (empty: every annotator of the kinds)"})
     holdout: float = field(default=0.2, metadata={
         "help": "share of voted items held out (by a stable hash of the uid), never trained on"})
     steps: int = field(default=300, metadata={"help": "optimiser steps"})
@@ -113,6 +115,7 @@ class FinetuneConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kinds", tuple(self.kinds))
+        object.__setattr__(self, "annotators", tuple(self.annotators))
         bad = [k for k in self.kinds if k not in KINDS]
         if bad or not self.kinds:
             raise ConfigError(f"kinds must be some of {', '.join(KINDS)}, got {self.kinds!r}")
@@ -136,6 +139,7 @@ class FinetuneConfig:
         """The CLI command that runs this fine-tune."""
         parts = ["python", "-m", "spatialreward", "train-reward", "--from-store",
                  "--db", self.db, "--base", self.base, "--kinds", ",".join(self.kinds),
+                 *(["--annotators", ",".join(self.annotators)] if self.annotators else []),
                  "--holdout", str(self.holdout), "--steps", str(self.steps),
                  "--batch", str(self.batch), "--lr", str(self.lr),
                  "--replay", str(self.replay), "--tune", self.tune, "--seed", str(self.seed)]
@@ -326,7 +330,7 @@ class Split:
 def split_votes(store: Any, config: FinetuneConfig) -> Split:
     """The store's votes split for ``config``; :class:`InputError` (with the numbers and
     how to get more) when there are too few to train or to measure on."""
-    votes = read_votes(store, config.kinds)
+    votes = read_votes(store, config.kinds, config.annotators)
     hold = {i for i, uid in votes.uids.items() if is_holdout(uid, config.holdout)}
     train = set(votes.uids) - hold
     split = Split(votes, train, hold, [v for v in votes.pairs if v.item_id in train],

@@ -110,15 +110,18 @@ def ranking_pairs(ranking: Sequence[Sequence[int]]) -> list[tuple[int, int]]:
     return out
 
 
-def read_votes(store: Any, kinds: Iterable[str] = ("human",)) -> VoteSet:
-    """The current judgments of annotators of ``kinds`` as pair votes, scores, regions."""
+def read_votes(store: Any, kinds: Iterable[str] = ("human",),
+               annotators: Iterable[str] = ()) -> VoteSet:
+    """The current judgments of annotators of ``kinds`` (and, when ``annotators`` names
+    some, of those only) as pair votes, scores, regions."""
     wanted = set(kinds)
+    names = set(annotators)
     kind_of = annotator_kinds(store)
     out = VoteSet()
     score_sums: dict[tuple[int, int], dict[str, list[float]]] = {}
     for j in store.human_judgments():
         kind = kind_of.get(j.annotator, "human")
-        if kind not in wanted or j.kind != "judgment":
+        if kind not in wanted or j.kind != "judgment" or (names and j.annotator not in names):
             continue
         out.judgments += 1
         named = False
