@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from spatialreward.errors import ConfigError
 from spatialreward.judgment import Judgment
 from spatialreward.rl.config import RewardTerm, RLConfig, recorded_scenes
 from spatialreward.rl.embedded import EmbeddedEditor
@@ -213,3 +214,22 @@ def test_the_likelihood_free_update_pulls_toward_good_samples_and_away_from_bad(
     good, bad = adv.local > 1.0, adv.local < -1.0
     assert good.any() and bad.any()
     assert change[torch.from_numpy(good)].mean() < change[torch.from_numpy(bad)].mean()
+
+
+def test_the_likelihood_free_update_trains_on_ode_samples_and_grpo_refuses_them(tmp_path):
+    with pytest.raises(ConfigError, match="0 with method 'nft'"):
+        tiny_rl_config("unused", rewards=({"backend": "fake"},), noise_level=0.0)
+    config = tiny_rl_config("unused", rewards=({"backend": "fake"},), eval_prompts=0,
+                            method="nft", noise_level=0.0, kl_weight=0.0, lr=1e-2,
+                            finetune="full", updates_per_step=1)
+    trainer = make_trainer(tmp_path, config, {"fake": FakeBackend(brightness)})
+    batch = trainer.sample(0)
+    assert not batch.rollout.stochastic.any()  # every step is the plain ODE
+    # a group still differs, through its starting noise alone, and the update moves it
+    images = batch.rollout.states[:, -1]
+    assert (images[0] - images[1]).abs().max() > 1e-3
+    before = [p.detach().clone() for p in trainer.policy.trainable_parameters()]
+    out = trainer.update(batch, trainer.advantages(batch, trainer.reward(batch)))
+    assert out["grad_norm"] > 0
+    assert any((p - b).abs().max() > 0 for p, b in zip(trainer.policy.trainable_parameters(),
+                                                       before, strict=True))

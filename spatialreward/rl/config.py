@@ -93,7 +93,9 @@ class RLConfig:
     prompts_per_step: int = field(default=4, metadata=_help("prompts per step (all ranks)"))
     group_size: int = field(default=12, metadata=_help("samples per prompt G"))
     sampling_steps: int = field(default=10, metadata=_help("sampler steps per edit"))
-    noise_level: float = field(default=0.7, metadata=_help("SDE noise level a"))
+    noise_level: float = field(default=0.7, metadata=_help(
+        "SDE noise level a (0: the plain ODE sampler, 'nft' only: a group then differs "
+        "only in its starting noise)"))
     method: str = field(default="grpo", metadata=_help(
         "'grpo': Flow-GRPO's clipped likelihood-ratio loss on recorded SDE steps; 'nft': "
         "the likelihood-free update (rl.grpo.contrastive_velocity_loss) on the final "
@@ -190,8 +192,12 @@ class RLConfig:
         if not 0 < self.timestep_fraction <= 1:
             raise ConfigError(f"timestep_fraction must be in (0, 1], got "
                               f"{self.timestep_fraction}")
-        if not 0 < self.noise_level <= 2:
-            raise ConfigError(f"noise_level must be in (0, 2], got {self.noise_level}")
+        # grpo trains on the SDE steps' log-probabilities; nft only needs final samples
+        floor_ok = self.noise_level >= 0 if self.method == "nft" else self.noise_level > 0
+        if not (floor_ok and self.noise_level <= 2):
+            raise ConfigError(f"noise_level must be in (0, 2], or 0 with method 'nft' (the "
+                              f"ODE sampler; 'grpo' trains on the SDE's log-probabilities), "
+                              f"got {self.noise_level}")
         for name in ("clip_range", "adv_clip", "lr"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
