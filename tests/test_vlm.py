@@ -195,6 +195,25 @@ def test_custom_template_file(backend, pair, tmp_path):
             load_prompts(template)
 
 
+def test_template_text_is_reproduced_exactly_and_its_hash_recorded(backend, pair, tmp_path):
+    template = tmp_path / "exact.toml"
+    # a multi-line TOML string keeps its last newline; the leading spaces stay too
+    template.write_text('[sc]\nimages = ["source", "edited"]\nprompt = """\n'
+                        '  Judge: {instruction}\nAnswer in JSON.\n"""\n')
+    b = backend(prompts=str(template))
+    assert b.prompts.sc.prompt == "  Judge: {instruction}\nAnswer in JSON.\n"
+    prompt = b.runner.request(b.prompts.sc, "add a hat", pair).prompt
+    assert "  Judge: add a hat\nAnswer in JSON.\n<|im_end|>" in prompt
+    with b.runner.forced_answers({"sc": SC}):
+        j = b.judge(*pair, "add a hat")
+    assert j.meta["prompts_sha256"] == b.protocol["wording_sha256"]
+    # a comment changes the file, not the wording
+    template.write_text("# a note\n" + template.read_text())
+    again = load_prompts(template)
+    assert again.wording_sha256 == b.prompts.wording_sha256
+    assert again.digest != b.prompts.digest
+
+
 def test_candidates_of_one_source_share_its_encoding(backend, pair):
     source, edited = pair
     candidates = [edited, edited.rotate(90), edited.transpose(Image.Transpose.FLIP_LEFT_RIGHT)]

@@ -76,6 +76,11 @@ class VLMBackend:
                         dtype=str(model.dtype).removeprefix("torch."))
         return cls(config, loaded=loaded, weights="in-memory")
 
+    @property
+    def protocol(self) -> dict[str, str]:
+        """The judging protocol's name and hashes (bench results record it)."""
+        return self.prompts.record()
+
     def _settings_digest(self) -> str:
         c, loaded = self.config, self.loaded
         settings = {
@@ -164,6 +169,7 @@ class VLMBackend:
                    for k in ("prepare", "generate")}
         timings["model"] = round(elapsed_ms, 2)
         meta = {**judgment.meta, "prompts": self.prompts.name,
+                "prompts_sha256": self.prompts.wording_sha256,
                 "architecture": self.loaded.info.architecture,
                 "new_tokens": [o.new_tokens for o in sc + (pq or [])],
                 "box_frame": "edited 0..1000 = source 0..1000 (stretch convention)",

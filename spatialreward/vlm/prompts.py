@@ -25,6 +25,7 @@ file with a model's training prompt reproduces that prompt exactly. Answers are 
 from __future__ import annotations
 
 import hashlib
+import json
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,6 +101,28 @@ class Prompts:
     @property
     def calls(self) -> tuple[Call, ...]:
         return (self.sc,) if self.pq is None else (self.sc, self.pq)
+
+    @property
+    def wording_sha256(self) -> str:
+        """Hash of exactly what the model is asked: each call's images, system text,
+        prompt and answer prefix. Two files with the same wording (whatever their
+        comments or layout) share it, so a run can be checked against the official
+        wording without shipping that wording.
+
+        >>> a = load_prompts("spatialreward")
+        >>> a.wording_sha256 == parse_prompts({"sc": {"images": list(a.sc.images),
+        ...     "prompt": a.sc.prompt}, "pq": {"images": list(a.pq.images),
+        ...     "prompt": a.pq.prompt}}).wording_sha256
+        True
+        """
+        parts = [[c.name, list(c.images), c.system, c.prompt, c.answer_prefix]
+                 for c in self.calls]
+        return hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode()).hexdigest()
+
+    def record(self) -> dict[str, str]:
+        """What a judgment's meta and a bench result say about the protocol."""
+        return {"name": self.name, "origin": self.origin, "file_sha256": self.digest,
+                "wording_sha256": self.wording_sha256}
 
 
 def builtin_names() -> list[str]:
@@ -184,5 +207,7 @@ def _call(name: str, section: Any, where: str) -> Call:
     for key in ("system", "answer_prefix"):
         if not isinstance(section.get(key, ""), str):
             raise ConfigError(f"{where}: [{name}] {key} must be a string")
-    return Call(name=name, images=tuple(images), prompt=prompt.strip(),
+    # The text is kept byte for byte (a trailing newline included): a template with a
+    # model's training prompt must reproduce it exactly.
+    return Call(name=name, images=tuple(images), prompt=prompt,
                 system=section.get("system", ""), answer_prefix=section.get("answer_prefix", ""))
