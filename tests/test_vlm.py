@@ -23,13 +23,14 @@ from PIL import Image
 from spatialreward.backends import available, create
 from spatialreward.backends.vlm import VLMBackend, _average
 from spatialreward.config import StudioConfig
-from spatialreward.errors import ConfigError
+from spatialreward.errors import ConfigError, InputError
 from spatialreward.judgment import Judgment
 from spatialreward.protocol import parse_judgment
 from spatialreward.service import Services
 from spatialreward.vlm.architectures import cached_tiny_checkpoint, save_tiny_checkpoint
 from spatialreward.vlm.config import VLMConfig
 from spatialreward.vlm.prompts import builtin_names, load_prompts
+from spatialreward.vlm.resize import official_resize, official_size
 from tests.factories import make_edit_case
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -212,6 +213,36 @@ def test_template_text_is_reproduced_exactly_and_its_hash_recorded(backend, pair
     again = load_prompts(template)
     assert again.wording_sha256 == b.prompts.wording_sha256
     assert again.digest != b.prompts.digest
+
+
+def test_official_resize_follows_the_qwen_vl_utils_rules():
+    # cases worked by hand from the rules (factor 28 / 32; 4..16384 tokens by default)
+    assert official_size(768, 1024, 32) == (768, 1024)  # multiples: unchanged
+    assert official_size(500, 700, 28) == (504, 700)  # nearest multiple per side
+    assert official_size(1000, 1000, 28, max_pixels=589_824) == (756, 756)  # down, floored
+    assert official_size(20, 30, 32) == (64, 96)  # up to 4 tokens, ceiled
+    # no practical cap; Python's round() halves to even, as the reference rules do
+    assert official_size(2000, 3000, 32) == (1984, 3008)
+    with pytest.raises(InputError, match="aspect ratio"):
+        official_size(10, 2500, 28)
+    rgba = Image.new("RGBA", (40, 40), (255, 0, 0, 0))  # fully transparent red
+    assert official_resize(rgba, 32).getpixel((0, 0)) == (255, 255, 255)  # onto white
+
+
+def test_resize_official_sizes_images_then_applies_the_checkpoints_limits(backend):
+    # the tiny Qwen3-VL checkpoint: patch 16 x merge 2 = 32; its preprocessor_config.json
+    # keeps images between 65,536 and 16,777,216 pixels
+    wide = Image.new("RGB", (600, 400), (90, 120, 30))
+    capped = backend(max_pixels=65536)  # resize=cap: 400x600 -> 192x288 -> 6 x 9 tokens
+    assert capped.runner.encoder.prepare(wide).token_grid == (6, 9)
+    official = backend(resize="official", max_pixels="none")  # 384x608, within the limits
+    assert official.runner.encoder.prepare(wide).token_grid == (12, 19)
+    # with qwen-vl-utils' max_pixels: 192x288 = 55,296 px, then the checkpoint's minimum
+    # of 65,536 scales it up to 224x320
+    small = backend(resize="official", max_pixels=65536)
+    assert small.runner.encoder.prepare(wide).token_grid == (7, 10)
+    assert len({capped.version, official.version, small.version}) == 3
+    assert official.runner.encoder.processor.size.longest_edge == 16_777_216
 
 
 def test_candidates_of_one_source_share_its_encoding(backend, pair):

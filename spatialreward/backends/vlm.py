@@ -85,12 +85,15 @@ class VLMBackend:
         c, loaded = self.config, self.loaded
         settings = {
             "prompts": self.prompts.digest, "chat_template": loaded.chat_template,
-            "dtype": loaded.dtype, "max_pixels": c.max_pixels,
+            "dtype": loaded.dtype, "max_pixels": c.pixel_cap,
             "min_pixels": int(loaded.image_processor.size.shortest_edge),
             "max_new_tokens": c.max_new_tokens, "min_new_tokens": c.min_new_tokens,
             "samples": c.samples,
             "sampling": [c.temperature, c.top_p, c.seed] if c.sampling else None,
         }
+        if c.resize != "cap":  # cap's versions stay what they were
+            settings["resize"] = [c.resize, c.min_pixels, c.max_pixels,
+                                  int(loaded.image_processor.size.longest_edge)]
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
 
     # -- judging -------------------------------------------------------------------------

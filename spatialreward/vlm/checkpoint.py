@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from .architectures import ARCHITECTURES, CHAT_TEMPLATE, model_class, preprocessor_config
-from .config import VLMConfig
+from .config import CAP_PIXELS, VLMConfig
 
 log = logging.getLogger(__name__)
 
@@ -168,14 +168,20 @@ def build_image_processor(path: Path | None, architecture: str, config: VLMConfi
     if path is not None and (path / "preprocessor_config.json").is_file():
         settings = {**settings, **_json(path / "preprocessor_config.json")}
     size = settings.get("size") or {}
-    min_pixels = settings.get("min_pixels") or size.get("shortest_edge") or 3136
-    if config.min_pixels is not None:
-        min_pixels = config.min_pixels
+    min_pixels = int(settings.get("min_pixels") or size.get("shortest_edge") or 3136)
+    if config.resize == "official":
+        # the checkpoint's own limits, as vLLM's processor applies them after
+        # qwen-vl-utils (vlm.resize) has sized the image with the config's settings
+        max_pixels = int(settings.get("max_pixels") or size.get("longest_edge") or 12_845_056)
+    else:
+        max_pixels = int(config.pixel_cap or CAP_PIXELS)
+        if config.min_pixels is not None:
+            min_pixels = config.min_pixels
     return Qwen2VLImageProcessorPil(
         patch_size=int(settings["patch_size"]), merge_size=int(settings["merge_size"]),
         temporal_patch_size=int(settings["temporal_patch_size"]),
         image_mean=list(settings["image_mean"]), image_std=list(settings["image_std"]),
-        min_pixels=int(min(min_pixels, config.max_pixels)), max_pixels=int(config.max_pixels))
+        min_pixels=min(min_pixels, max_pixels), max_pixels=max_pixels)
 
 
 def load_checkpoint(config: VLMConfig) -> Loaded:

@@ -24,6 +24,9 @@ DTYPES = ("auto", "bfloat16", "float16", "float32")
 ATTENTION = ("sdpa", "eager")
 QUERIES = ("prompt", "answer")
 SINKS = ("suppress", "keep")
+RESIZE = ("cap", "official")
+CAP_PIXELS = 589_824
+"""The default pixel budget under ``resize=cap`` (768 x 768)."""
 
 
 def _help(default: Any, text: str) -> Any:
@@ -43,10 +46,17 @@ class VLMConfig:
     dtype: str = _help("auto", "'auto' (bfloat16 on CUDA, float32 on CPU), 'bfloat16', "
                                "'float16' or 'float32'")
     attn: str = _help("sdpa", "attention kernel of the language model: 'sdpa' or 'eager'")
-    max_pixels: int = _help(589_824, "largest image the model sees, in pixels (each image is "
-                                     "resized to fit; 589,824 = SpatialReward's evaluation)")
-    min_pixels: int | None = _help(None, "smallest image the model sees (default: the "
-                                         "checkpoint's preprocessor setting)")
+    resize: str = _help("cap", "how images are sized for the model: 'cap' (each image is "
+                               "shrunk to fit max_pixels by the model's processor) or "
+                               "'official' (the qwen-vl-utils rules of the official "
+                               "evaluations, then the checkpoint's own processor limits)")
+    max_pixels: int | None = _help(None, "largest image, in pixels: under resize=cap the "
+                                         "budget (default 589,824 = 768x768), under "
+                                         "resize=official qwen-vl-utils' max_pixels (default "
+                                         "16,384 tokens, no practical cap)")
+    min_pixels: int | None = _help(None, "smallest image, in pixels (default: the "
+                                         "checkpoint's preprocessor setting under cap, "
+                                         "4 tokens under official)")
     max_new_tokens: int = _help(512, "longest answer per call")
     min_new_tokens: int = _help(0, "shortest answer per call (benchmarks set it to fix the "
                                    "answer length; judging leaves it at 0)")
@@ -78,16 +88,20 @@ class VLMConfig:
         if not DEVICES.match(self.device):
             raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         for name, allowed in (("dtype", DTYPES), ("attn", ATTENTION),
-                              ("attention_queries", QUERIES), ("sinks", SINKS)):
+                              ("attention_queries", QUERIES), ("sinks", SINKS),
+                              ("resize", RESIZE)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} must be one of {', '.join(allowed)}, "
                                   f"got {getattr(self, name)!r}")
-        positive = ("max_pixels", "max_new_tokens", "samples", "batch_size", "image_cache")
+        positive = ("max_new_tokens", "samples", "batch_size", "image_cache")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.min_pixels is not None and not 1 <= self.min_pixels <= self.max_pixels:
-            raise ConfigError(f"min_pixels must be in 1..max_pixels ({self.max_pixels}), "
+        if self.max_pixels is not None and self.max_pixels < 1:
+            raise ConfigError(f"max_pixels must be at least 1, got {self.max_pixels}")
+        top = self.pixel_cap or 2**62
+        if self.min_pixels is not None and not 1 <= self.min_pixels <= top:
+            raise ConfigError(f"min_pixels must be in 1..max_pixels ({top}), "
                               f"got {self.min_pixels}")
         if not 0 <= self.min_new_tokens <= self.max_new_tokens:
             raise ConfigError("min_new_tokens must be in 0..max_new_tokens")
@@ -95,6 +109,14 @@ class VLMConfig:
             raise ConfigError("temperature must be > 0 and top_p in (0, 1]")
         if self.sink_factor <= 1:
             raise ConfigError(f"sink_factor must be above 1, got {self.sink_factor}")
+
+    @property
+    def pixel_cap(self) -> int | None:
+        """``max_pixels`` with its default filled in: 589,824 under ``resize=cap``; under
+        ``official`` None means qwen-vl-utils' own default."""
+        if self.max_pixels is not None:
+            return self.max_pixels
+        return CAP_PIXELS if self.resize == "cap" else None
 
     @property
     def sampling(self) -> bool:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,9 +68,12 @@ class ImageEncoder:
     """Preprocesses and encodes images, keeping the last ``capacity`` encodings for reuse."""
 
     def __init__(self, model: Any, image_processor: Any, *, reuse: bool = True,
-                 capacity: int = 16) -> None:
+                 capacity: int = 16,
+                 pre_resize: Callable[[Image.Image], Image.Image] | None = None) -> None:
         self.model = model
         self.processor = image_processor
+        self.pre_resize = pre_resize
+        """Applied before the processor (``resize=official``: :mod:`.resize`)."""
         self.reuse = reuse
         self.capacity = capacity
         self._prepared: OrderedDict[str, PreparedImage] = OrderedDict()
@@ -85,7 +88,8 @@ class ImageEncoder:
         if self.reuse and key in self._prepared:
             self._prepared.move_to_end(key)
             return self._prepared[key]
-        out = self.processor([image.convert("RGB")], return_tensors="pt")
+        image = self.pre_resize(image) if self.pre_resize else image.convert("RGB")
+        out = self.processor([image], return_tensors="pt")
         t, h, w = (int(v) for v in out["image_grid_thw"][0])
         prepared = PreparedImage(key, out["pixel_values"], (t, h, w),
                                  int(self.processor.merge_size))

@@ -10,6 +10,7 @@ per-call state (the M-RoPE deltas) on the model object.
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -23,6 +24,7 @@ from .attention import Capture, RawAttention, eager_reference, install
 from .config import VLMConfig
 from .inputs import IMAGE_TOKEN, Batch, ImageEncoder, build_batch, render_prompt
 from .prompts import Call
+from .resize import official_resize
 
 
 @dataclass(frozen=True)
@@ -103,8 +105,14 @@ class Runner:
         self.tokenizer = tokenizer
         self.chat_template = chat_template
         self.config = config
+        pre_resize = None
+        if config.resize == "official":
+            factor = int(image_processor.patch_size) * int(image_processor.merge_size)
+            pre_resize = functools.partial(official_resize, factor=factor,
+                                           min_pixels=config.min_pixels,
+                                           max_pixels=config.max_pixels)
         self.encoder = ImageEncoder(model, image_processor, reuse=config.reuse_images,
-                                    capacity=config.image_cache)
+                                    capacity=config.image_cache, pre_resize=pre_resize)
         self.image_token = getattr(tokenizer, "image_token", None) or IMAGE_TOKEN
         self.eos = _eos_ids(model, tokenizer)
         self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos[0]
