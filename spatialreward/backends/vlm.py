@@ -83,7 +83,7 @@ class VLMBackend:
 
     def _settings_digest(self) -> str:
         c, loaded = self.config, self.loaded
-        settings = {
+        settings: dict[str, Any] = {
             "prompts": self.prompts.digest, "chat_template": loaded.chat_template,
             "dtype": loaded.dtype, "max_pixels": c.pixel_cap,
             "min_pixels": int(loaded.image_processor.size.shortest_edge),
