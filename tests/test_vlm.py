@@ -12,7 +12,7 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -213,6 +213,23 @@ def test_template_text_is_reproduced_exactly_and_its_hash_recorded(backend, pair
     again = load_prompts(template)
     assert again.wording_sha256 == b.prompts.wording_sha256
     assert again.digest != b.prompts.digest
+
+
+def test_an_answer_cut_off_at_the_token_limit_is_a_counted_truncation(backend, pair):
+    b = backend(max_new_tokens=20)
+    with b.runner.forced_answers({"sc": SC, "pq": PQ}):
+        j = b.judge(*pair, "make the cup red")
+    assert j.status == "parse_failed" and j.meta["truncated"] == 2  # SC and PQ both cut
+    assert "cut off at max_new_tokens=20 (sc, pq)" in (j.error or "")
+    whole = backend()  # 160 tokens hold both answers
+    with whole.runner.forced_answers({"sc": SC, "pq": PQ}):
+        assert whole.judge(*pair, "make the cup red").meta["truncated"] == 0
+    from spatialreward.bench.metrics import evaluate_item, summarize
+
+    cut = replace(evaluate_item("a", ((0,), (1,)), [None, 2.0]), truncated=1)
+    other = evaluate_item("b", ((0,), (1,)), [None, 2.0])
+    assert (summarize([cut, other])["failed"], summarize([cut, other])["truncated"]) == (2, 1)
+    assert VLMConfig.from_argument("/m").max_new_tokens == 4096  # the official evaluation's
 
 
 def test_official_resize_follows_the_qwen_vl_utils_rules():

@@ -171,10 +171,20 @@ class VLMBackend:
         timings = {k: round(sum(o.timings_ms.get(k, 0.0) for o in sc + (pq or [])), 2)
                    for k in ("prepare", "generate")}
         timings["model"] = round(elapsed_ms, 2)
+        calls = [name for name, outs in (("sc", sc), ("pq", pq or []))
+                 if any(o.truncated for o in outs)]
+        cut = [o for o in sc + (pq or []) if o.truncated]
+        if cut:
+            if not judgment.scored:
+                judgment = dataclasses.replace(judgment, error=(
+                    f"answer cut off at max_new_tokens={self.config.max_new_tokens} "
+                    f"({', '.join(calls)}); raise max_new_tokens (the official evaluation "
+                    f"uses 4096). Parser: {judgment.error}"))
         meta = {**judgment.meta, "prompts": self.prompts.name,
                 "prompts_sha256": self.prompts.wording_sha256,
                 "architecture": self.loaded.info.architecture,
                 "new_tokens": [o.new_tokens for o in sc + (pq or [])],
+                "truncated": len(cut),
                 "box_frame": "edited 0..1000 = source 0..1000 (stretch convention)",
                 "image_sizes": {"source": list(source_size), "edited": list(edited_size)}}
         if attention is not None and raw is not None:

@@ -131,7 +131,9 @@ def format_summary(results: dict[str, Any]) -> str:
                                  f"{_ci(results['accuracy_full_coverage_ci'])}, on them "
                                  f"{_num(results['accuracy_low_coverage'])}"))
     rows += [
-        ("failed", str(results["failed"])),
+        ("failed", str(results["failed"]) + (
+            f" ({results['truncated']} cut off at max_new_tokens: raise it)"
+            if results.get("truncated") else "")),
         ("tied", f"{results['tied_human']} (human tie, not scored)"),
         ("s/item", _num(results["seconds_per_item"])),
     ]

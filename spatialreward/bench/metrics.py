@@ -204,6 +204,8 @@ class ItemResult:
     ranking_correct: bool | None = None
     """Exact-order match; only for items with more than two candidates."""
     failed: bool = False
+    truncated: int = 0
+    """Candidates whose judgment failed because the answer was cut off at the token limit."""
     statuses: tuple[str, ...] = ()
     error: str | None = None
     region_targets: int = 0
@@ -242,6 +244,8 @@ class ItemResult:
             "pairs_correct": self.pairs_correct,
             "failed": self.failed,
         }
+        if self.truncated:
+            d["truncated"] = self.truncated
         if self.ranking_correct is not None:
             d["ranking_correct"] = self.ranking_correct
         if self.region_targets:
@@ -391,6 +395,9 @@ def summarize(results: Sequence[ItemResult], by: Sequence[str] = ()) -> dict[str
     out["region_targets"] = targets
     out["region_items"] = sum(1 for r in results if r.region_targets)
     out["failed"] = sum(r.failed for r in results)
+    # of those, items failed (also) by an answer cut off at max_new_tokens: a setting to
+    # raise, not a model that cannot answer
+    out["truncated"] = sum(r.truncated > 0 for r in results)
     # Items the backend judged without reading all of the request (status low_coverage):
     # counted apart, and the accuracy without them beside the accuracy with them.
     coverage = accuracy_table(

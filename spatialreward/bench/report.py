@@ -257,6 +257,7 @@ def render_report(results: Mapping[str, Any],
                ("backend", f"{backend.get('spec')} ({backend.get('version')})"),
                (name, value), ("pairwise accuracy", results.get("accuracy")),
                ("items", results.get("n")), ("failed", results.get("failed")),
+               ("failed: answer cut off", results.get("truncated")),
                ("judgments reused / made", f"{cache.get('reused')} / {cache.get('judged')}"),
                ("items per second", results.get("items_per_second")),
                ("ranks", results.get("world_size")), ("created", results.get("created"))]

@@ -230,7 +230,9 @@ def judge_item(
         info.update(dict(zip(("semantics", "quality", "overall"), scores or (None,) * 3,
                              strict=True)))
     counts = tuple(None if j is None else len(j.regions) for j in judgments)
-    return dataclasses.replace(result, region_counts=counts, info=info)
+    truncated = sum(1 for j in judgments
+                    if j is not None and not j.scored and j.meta.get("truncated"))
+    return dataclasses.replace(result, region_counts=counts, info=info, truncated=truncated)
 
 
 OnItem = Callable[[int, int, ItemResult], None]

@@ -57,7 +57,9 @@ class VLMConfig:
     min_pixels: int | None = _help(None, "smallest image, in pixels (default: the "
                                          "checkpoint's preprocessor setting under cap, "
                                          "4 tokens under official)")
-    max_new_tokens: int = _help(512, "longest answer per call")
+    max_new_tokens: int = _help(4096, "longest answer per call (4,096 = the official "
+                                      "evaluation; an answer cut off here is a failed "
+                                      "judgment counted as truncated)")
     min_new_tokens: int = _help(0, "shortest answer per call (benchmarks set it to fix the "
                                    "answer length; judging leaves it at 0)")
     samples: int = _help(1, "answers per call; above 1 they are sampled and their scores "

@@ -43,6 +43,8 @@ class Output:
 
     text: str
     new_tokens: int
+    truncated: bool = False
+    """The answer reached ``max_new_tokens`` without an end token: it was cut off."""
     prompt_attention: RawAttention | None = None
     answer_attention: RawAttention | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
@@ -203,19 +205,21 @@ class Runner:
         new = sequences_out[:, batch.prompt_len :].cpu()
         texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
         eos = torch.tensor(self.eos)
-        lengths = []
+        lengths, cut = [], []
         for row in new:
             ends = torch.nonzero(torch.isin(row, eos)).flatten()
             lengths.append(int(ends[0]) + 1 if len(ends) else int(row.shape[0]))
+            cut.append(not len(ends) and int(row.shape[0]) >= self.config.max_new_tokens)
         prompt_maps = state.results("prompt") if state is not None else [None] * len(requests)
         answer_maps = (state.results("answer") if state is not None and state.answer
                        else [None] * len(requests))
         per = {"prepare": (t1 - t0) * 1e3 / len(requests),
                "generate": (t2 - t1) * 1e3 / len(requests)}
-        return [Output(text=r.answer_prefix + text, new_tokens=n, prompt_attention=p,
-                       answer_attention=a, timings_ms={k: round(v, 2) for k, v in per.items()})
-                for r, text, n, p, a in zip(requests, texts, lengths, prompt_maps, answer_maps,
-                                            strict=True)]
+        return [Output(text=r.answer_prefix + text, new_tokens=n, truncated=c,
+                       prompt_attention=p, answer_attention=a,
+                       timings_ms={k: round(v, 2) for k, v in per.items()})
+                for r, text, n, c, p, a in zip(requests, texts, lengths, cut, prompt_maps,
+                                               answer_maps, strict=True)]
 
     @torch.no_grad()
     def prompt_attention(self, requests: Sequence[Request]) -> list[RawAttention]:
