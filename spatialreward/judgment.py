@@ -243,6 +243,10 @@ class Judgment:
     attention: AttentionSummary | None = None
     coverage: Coverage | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    ensemble_overall: float | None = None
+    """Set by a self-ensemble that averages each sample's overall score (EditScore's
+    ``average_last``): the overall score is then this mean, not the aggregate of the
+    mean SC / PQ pairs."""
 
     # Derived in __post_init__, never passed in.
     prompt_following: float | None = field(init=False, default=None)
@@ -274,8 +278,11 @@ class Judgment:
         # Only a complete, successful judgment yields an overall score and a reward: a
         # failed parse must never turn into a plausible-looking number. A low-coverage
         # one keeps its overall score (shown greyed, benched apart) but no reward.
-        set_(self, "overall", agg.overall if self.scored else None)
-        set_(self, "reward", agg.reward if self.ok else None)
+        overall = agg.overall if self.ensemble_overall is None else self.ensemble_overall
+        if overall is not None and not 0.0 <= overall <= 10.0:
+            raise JudgmentFormatError(f"ensemble_overall must be in 0..10, got {overall}")
+        set_(self, "overall", overall if self.scored else None)
+        set_(self, "reward", overall / 10.0 if self.ok and overall is not None else None)
 
     @property
     def ok(self) -> bool:
@@ -325,6 +332,8 @@ class Judgment:
             "attention": None if self.attention is None else self.attention.to_dict(),
             "coverage": None if self.coverage is None else self.coverage.to_dict(),
             "meta": self.meta,
+            **({} if self.ensemble_overall is None
+               else {"ensemble_overall": self.ensemble_overall}),
         }
 
     @classmethod
@@ -355,6 +364,7 @@ class Judgment:
                 attention=None if attention is None else AttentionSummary.from_dict(attention),
                 coverage=None if coverage is None else Coverage.from_dict(coverage),
                 meta=dict(d.get("meta", {})),
+                ensemble_overall=d.get("ensemble_overall"),
             )
         except (KeyError, TypeError, ValueError) as err:
             raise JudgmentFormatError(f"not a valid judgment: {err!r}") from err

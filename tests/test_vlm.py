@@ -161,6 +161,28 @@ def test_editscore_protocol_and_self_ensemble(backend, pair):
     assert b.version != backend().version
 
 
+def test_protocol_settings_edit_size_decoding_and_ensemble(backend, pair):
+    source, edited = pair  # 256x192 and 224x160
+    es, sr = backend(prompts="editscore"), backend()
+    assert [im.size for im in es._requests(source, edited, "x")[0].images] == [(256, 192)] * 2
+    assert sr._requests(source, edited, "x")[0].images[1].size == (224, 160)  # as it is
+    # decoding: EditScore samples even one pass; SpatialReward is greedy; a setting wins
+    assert (es.config.temperature, es.config.top_p, es.config.top_k) == (0.7, 0.9, 20)
+    assert es.config.sampling and not sr.config.sampling
+    assert not backend(prompts="editscore", temperature=0).config.sampling
+    assert backend(samples=2).config.temperature == 0.7  # a greedy protocol's ensemble
+    # the ensemble: the mean of each pass's overall (EditScore's average_last) differs from
+    # the aggregate of the mean pairs when the passes disagree
+    passes = [parse_judgment(json.dumps({"reasoning": "r", "score": s}), PQ,
+                             aggregation="min_geometric") for s in ([20, 15], [10, 5])]
+    last = _average(passes, mean_overall=True)
+    assert last.overall == pytest.approx(np.mean([np.sqrt(15 / 2.5 * 23 / 2.5),
+                                                  np.sqrt(5 / 2.5 * 23 / 2.5)]))
+    assert last.reward == pytest.approx(last.overall / 10)
+    assert _average(passes).overall == pytest.approx(np.sqrt(10 / 2.5 * 23 / 2.5))
+    assert Judgment.from_dict(last.to_dict()).overall == last.overall  # stored and read back
+
+
 def test_average_keeps_failures_visible():
     good = parse_judgment(SC, PQ)
     other = parse_judgment(SC.replace("[21, 17]", "[11, 7]"), PQ)

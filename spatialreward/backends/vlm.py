@@ -48,8 +48,10 @@ class VLMBackend:
 
     def __init__(self, config: VLMConfig, loaded: Loaded | None = None,
                  weights: str | None = None) -> None:
-        self.config = config
         self.prompts: Prompts = load_prompts(config.prompts)  # fail fast, before loading
+        g = self.prompts.generation
+        config = config.with_protocol(g.temperature, g.top_p, g.top_k)
+        self.config = config
         loaded = loaded or load_checkpoint(config)
         self.loaded = loaded
         self.runner = Runner(loaded.model, loaded.tokenizer, loaded.image_processor,
@@ -90,6 +92,8 @@ class VLMBackend:
             "max_new_tokens": c.max_new_tokens, "min_new_tokens": c.min_new_tokens,
             "samples": c.samples,
             "sampling": [c.temperature, c.top_p, c.seed] if c.sampling else None,
+            **({"top_k": c.top_k} if c.sampling and c.top_k else {}),
+            **({"ensemble": self.prompts.ensemble} if c.samples > 1 else {}),
         }
         if c.resize != "cap":  # cap's versions stay what they were
             settings["resize"] = [c.resize, c.min_pixels, c.max_pixels,
@@ -99,6 +103,10 @@ class VLMBackend:
     # -- judging -------------------------------------------------------------------------
     def _requests(self, source: Image.Image, edited: Image.Image, instruction: str
                   ) -> list[Request]:
+        if self.prompts.edit_size == "source" and edited.size != source.size:
+            # the protocol's own preprocessing (EditScore, GEdit-Bench): Pillow's default
+            # filter, as their evaluation code resizes
+            edited = edited.resize(source.size)
         by_role = {"source": source, "edited": edited}
         return [self.runner.request(call, instruction, [by_role[r] for r in call.images])
                 for call in self.prompts.calls]
@@ -158,7 +166,8 @@ class VLMBackend:
                                   backend=self.name, backend_version=self.version,
                                   aggregation=self.prompts.aggregation)
                    for i, s in enumerate(sc)]
-        judgment = samples[0] if len(samples) == 1 else _average(samples)
+        judgment = (samples[0] if len(samples) == 1
+                    else _average(samples, mean_overall=self.prompts.ensemble == "mean_overall"))
         if not self.prompts.regions:  # region-free protocols never answer edit_region
             judgment = dataclasses.replace(
                 judgment, warnings=tuple(w for w in judgment.warnings if w != _NO_REGIONS_WARNING))
@@ -220,9 +229,11 @@ class VLMBackend:
         return self.attention(source, edited, instruction).maps
 
 
-def _average(samples: Sequence[Judgment]) -> Judgment:
+def _average(samples: Sequence[Judgment], *, mean_overall: bool = False) -> Judgment:
     """EditScore-style self-ensemble: the mean of the usable samples' scores; regions and
-    reasoning from the first usable sample; every raw answer kept in ``meta``."""
+    reasoning from the first usable sample; every raw answer kept in ``meta``. With
+    ``mean_overall`` the overall score is the mean of each complete sample's overall
+    (EditScore's ``average_last``) instead of the aggregate of the mean pairs."""
     sc_ok = [s.sc for s in samples if s.sc is not None]
     pq_ok = [s.pq for s in samples if s.pq is not None]
     expects_pq = any(s.raw_pq is not None for s in samples)
@@ -243,14 +254,19 @@ def _average(samples: Sequence[Judgment]) -> Judgment:
 
     sc, pq = mean(sc_ok), mean(pq_ok)
     ok = sc is not None and (pq is not None or not expects_pq)
+    overalls = [s.overall for s in samples if s.overall is not None]
+    ensemble = (float(np.mean(overalls))
+                if mean_overall and ok and overalls else None)
     errors = "; ".join(dict.fromkeys(s.error for s in samples if s.error))
     return dataclasses.replace(
         base, status="ok" if ok else "parse_failed", sc=sc, pq=pq,
         error=None if ok else (errors or "no usable sample"), warnings=tuple(warnings),
+        ensemble_overall=ensemble,
         meta={**base.meta, "samples": n, "sc_samples": [list(p) for p in sc_ok],
               "pq_samples": [list(p) for p in pq_ok],
               "raw_sc_samples": [s.raw_sc for s in samples],
-              "raw_pq_samples": [s.raw_pq for s in samples]})
+              "raw_pq_samples": [s.raw_pq for s in samples],
+              **({"overall_samples": overalls} if mean_overall else {})})
 
 
 @register("vlm")

@@ -13,7 +13,7 @@ lists the backends and ``docs/vlm.md`` every setting.
 from __future__ import annotations
 
 import re
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ ATTENTION = ("sdpa", "eager")
 QUERIES = ("prompt", "answer")
 SINKS = ("suppress", "keep")
 RESIZE = ("cap", "official")
+SELF_ENSEMBLE_TEMPERATURE = 0.7
 CAP_PIXELS = 589_824
 """The default pixel budget under ``resize=cap`` (768 x 768)."""
 
@@ -64,8 +65,11 @@ class VLMConfig:
                                    "answer length; judging leaves it at 0)")
     samples: int = _help(1, "answers per call; above 1 they are sampled and their scores "
                             "averaged (EditScore's self-ensemble)")
-    temperature: float = _help(0.7, "sampling temperature, used only when samples > 1")
-    top_p: float = _help(1.0, "nucleus sampling threshold, used only when samples > 1")
+    temperature: float | None = _help(None, "sampling temperature; 0 = greedy (default: the "
+                                            "protocol's; with samples > 1 and a greedy "
+                                            "protocol, 0.7)")
+    top_p: float | None = _help(None, "nucleus sampling threshold (default: the protocol's)")
+    top_k: int | None = _help(None, "top-k sampling cut, 0 = none (default: the protocol's)")
     seed: int = _help(0, "random seed for sampling")
     batch_size: int = _help(8, "sequences per generate() call")
     reuse_images: bool = _help(True, "encode each distinct image once and reuse it (a shared "
@@ -107,8 +111,12 @@ class VLMConfig:
                               f"got {self.min_pixels}")
         if not 0 <= self.min_new_tokens <= self.max_new_tokens:
             raise ConfigError("min_new_tokens must be in 0..max_new_tokens")
-        if not self.temperature > 0 or not 0 < self.top_p <= 1:
-            raise ConfigError("temperature must be > 0 and top_p in (0, 1]")
+        if self.temperature is not None and self.temperature < 0:
+            raise ConfigError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k is not None and self.top_k < 0:
+            raise ConfigError(f"top_k must be >= 0 (0 = no cut), got {self.top_k}")
         if self.sink_factor <= 1:
             raise ConfigError(f"sink_factor must be above 1, got {self.sink_factor}")
 
@@ -122,7 +130,18 @@ class VLMConfig:
 
     @property
     def sampling(self) -> bool:
-        return self.samples > 1
+        """Whether answers are sampled (a resolved temperature above 0)."""
+        return (self.temperature or 0.0) > 0 or (self.temperature is None and self.samples > 1)
+
+    def with_protocol(self, temperature: float, top_p: float, top_k: int) -> VLMConfig:
+        """These settings with the unset decoding keys taken from a protocol's
+        ``[generation]``; several samples of a greedy protocol are drawn at 0.7
+        (EditScore's self-ensemble temperature)."""
+        t = temperature if self.temperature is None else self.temperature
+        if self.samples > 1 and t == 0:
+            t = SELF_ENSEMBLE_TEMPERATURE
+        return replace(self, temperature=t, top_p=top_p if self.top_p is None else self.top_p,
+                       top_k=top_k if self.top_k is None else self.top_k)
 
     @classmethod
     def from_argument(cls, argument: str | None) -> VLMConfig:

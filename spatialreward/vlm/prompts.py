@@ -16,6 +16,15 @@ A protocol is a TOML file (the built-in ones are in ``templates/``)::
     images = ["edited"]
     prompt = "..."
 
+    edit_size = "as_is"                 # or "source": the edit is resized to the source's
+                                        # size before judging (EditScore, GEdit-Bench)
+    ensemble = "mean_scores"            # samples > 1: average the SC / PQ pairs, or
+                                        # "mean_overall": each sample's overall (EditScore)
+    [generation]                        # decoding; a backend setting overrides each key
+    temperature = 0.0                   # 0 = greedy
+    top_p = 1.0
+    top_k = 0                           # 0 = no top-k cut
+
 Images go before the prompt text unless the prompt marks their places with ``<image>``
 (one marker per image). The prompt is wrapped in the checkpoint's own chat template, so a
 file with a model's training prompt reproduces that prompt exactly. Answers are parsed by
@@ -83,6 +92,19 @@ class Call:
         return messages
 
 
+EDIT_SIZES = ("as_is", "source")
+ENSEMBLES = ("mean_scores", "mean_overall")
+
+
+@dataclass(frozen=True)
+class Generation:
+    """A protocol's decoding settings (temperature 0 = greedy)."""
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = 0
+
+
 @dataclass(frozen=True)
 class Prompts:
     """A judging protocol: its calls, whether SC answers carry regions, its aggregation."""
@@ -97,6 +119,9 @@ class Prompts:
     """Where it came from: a built-in name or the template file's path."""
     digest: str
     """Hash of the template text; part of the backend version."""
+    edit_size: str = "as_is"
+    ensemble: str = "mean_scores"
+    generation: Generation = Generation()
 
     @property
     def calls(self) -> tuple[Call, ...]:
@@ -163,7 +188,8 @@ def load_prompts(spec: str | Path) -> Prompts:
 def parse_prompts(data: dict[str, Any], *, origin: str = "<dict>", digest: str = "") -> Prompts:
     """Validate a protocol given as a dict (what the TOML file holds)."""
     where = f"template {origin}"
-    unknown = set(data) - {"name", "description", "regions", "aggregation", "sc", "pq"}
+    unknown = set(data) - {"name", "description", "regions", "aggregation", "sc", "pq",
+                           "edit_size", "ensemble", "generation"}
     if unknown:
         raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
     if "sc" not in data:
@@ -181,9 +207,35 @@ def parse_prompts(data: dict[str, Any], *, origin: str = "<dict>", digest: str =
     if "{instruction}" not in sc.prompt:
         raise ConfigError(f"{where}: the [sc] prompt must contain {{instruction}}")
     pq = _call("pq", data["pq"], where) if "pq" in data else None
+    edit_size, ensemble = data.get("edit_size", "as_is"), data.get("ensemble", "mean_scores")
+    for key, value, allowed in (("edit_size", edit_size, EDIT_SIZES),
+                                ("ensemble", ensemble, ENSEMBLES)):
+        if value not in allowed:
+            raise ConfigError(f"{where}: {key} must be one of {', '.join(allowed)}, "
+                              f"got {value!r}")
     return Prompts(name=str(data.get("name", Path(origin).stem)), sc=sc, pq=pq, regions=regions,
                    aggregation=aggregation, description=str(data.get("description", "")),
-                   origin=origin, digest=digest or hashlib.sha256(repr(data).encode()).hexdigest())
+                   origin=origin, digest=digest or hashlib.sha256(repr(data).encode()).hexdigest(),
+                   edit_size=edit_size, ensemble=ensemble,
+                   generation=_generation(data.get("generation", {}), where))
+
+
+def _generation(section: Any, where: str) -> Generation:
+    if not isinstance(section, dict):
+        raise ConfigError(f"{where}: [generation] must be a table")
+    unknown = set(section) - {"temperature", "top_p", "top_k"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys in [generation]: {sorted(unknown)}")
+    try:
+        g = Generation(temperature=float(section.get("temperature", 0.0)),
+                       top_p=float(section.get("top_p", 1.0)),
+                       top_k=int(section.get("top_k", 0)))
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: [generation] values must be numbers") from None
+    if g.temperature < 0 or not 0 < g.top_p <= 1 or g.top_k < 0:
+        raise ConfigError(f"{where}: [generation] needs temperature >= 0, top_p in (0, 1] "
+                          f"and top_k >= 0")
+    return g
 
 
 def _call(name: str, section: Any, where: str) -> Call:

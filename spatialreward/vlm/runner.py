@@ -160,7 +160,7 @@ class Runner:
                                         eos_token_id=self.eos, pad_token_id=self.pad,
                                         do_sample=c.sampling)
         if c.sampling:
-            settings.update(temperature=c.temperature, top_p=c.top_p, top_k=0)
+            settings.update(temperature=c.temperature, top_p=c.top_p or 1.0, top_k=c.top_k or 0)
         else:  # greedy: unset the sampling knobs a checkpoint's generation_config may carry
             settings.update(temperature=None, top_p=None, top_k=None)
         return {"generation_config": GenerationConfig(**settings)}
