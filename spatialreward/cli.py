@@ -251,6 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .learning_export import add_parser as add_export_training_parser
 
     add_export_training_parser(sub)
+    from .vlm.importer import add_parser as add_import_prompts_parser
+
+    add_import_prompts_parser(sub)
 
     train_reward = sub.add_parser(
         "train-reward",
