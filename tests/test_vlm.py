@@ -381,3 +381,30 @@ def test_cli_judges_with_a_checkpoint_directory(pair, tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "must contain config.json" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_parse_official_fills_as_the_official_scripts_and_bench_reports_both(backend, pair):
+    from spatialreward.bench.metrics import evaluate_item
+    from spatialreward.bench.runner import official_parse_summary
+
+    ours, official = backend(), backend(parse="official")
+    with ours.runner.forced_answers({"sc": '{"reasoning": "x", "score": [18]}', "pq": "nope"}):
+        failed = ours.judge(*pair, "make the cup red")
+    assert failed.status == "parse_failed" and failed.overall is None  # ours: no score
+    assert failed.meta["official_scores"]["sc"] == [18.0, 18.0]
+    assert failed.meta["official_scores"]["how"] == {"sc": ["duplicated"], "pq": ["midpoint"]}
+    with official.runner.forced_answers({"sc": '{"reasoning": "x", "score": [18]}',
+                                         "pq": "nope"}):
+        filled = official.judge(*pair, "make the cup red")
+    assert filled.status == "ok" and filled.sc == (18.0, 18.0) and filled.pq == (12.5, 12.5)
+    assert filled.meta["our_status"] == "parse_failed"
+    assert any("midpoint" in w for w in filled.warnings)
+    # bench: ours counts the failed item wrong; the official fill may score it right
+    right = evaluate_item("a", ((0,), (1,)), [7.0, 3.0])
+    lost = evaluate_item("b", ((0,), (1,)), [None, 3.0])
+    right = replace(right, info={"official_scores": [7.0, 3.0], "official_invented": 0})
+    lost = replace(lost, info={"official_scores": [5.0, 3.0], "official_invented": 1})
+    summary = official_parse_summary([right, lost])
+    assert summary is not None
+    assert (summary["accuracy"], summary["invented_items"], summary["failed"]) == (1.0, 1, 0)
+    assert official_parse_summary([right]) is None  # nothing failed: nothing to add

@@ -28,6 +28,7 @@ from PIL import Image
 
 from ..errors import ConfigError, InputError
 from ..judgment import Judgment
+from ..official_parse import official_score
 from ..protocol import parse_judgment
 from ..regions import PixelEvidence
 from ..vlm.attention import AttentionMaps, RawAttention, build_maps, summarise
@@ -168,6 +169,9 @@ class VLMBackend:
                    for i, s in enumerate(sc)]
         judgment = (samples[0] if len(samples) == 1
                     else _average(samples, mean_overall=self.prompts.ensemble == "mean_overall"))
+        official = _official(sc, pq)
+        if self.config.parse == "official":
+            judgment = _official_judgment(judgment, official)
         if not self.prompts.regions:  # region-free protocols never answer edit_region
             judgment = dataclasses.replace(
                 judgment, warnings=tuple(w for w in judgment.warnings if w != _NO_REGIONS_WARNING))
@@ -194,6 +198,7 @@ class VLMBackend:
                 "architecture": self.loaded.info.architecture,
                 "new_tokens": [o.new_tokens for o in sc + (pq or [])],
                 "truncated": len(cut),
+                "official_scores": official,
                 "box_frame": "edited 0..1000 = source 0..1000 (stretch convention)",
                 "image_sizes": {"source": list(source_size), "edited": list(edited_size)}}
         if attention is not None and raw is not None:
@@ -227,6 +232,46 @@ class VLMBackend:
         grid is resampled onto it (mass kept) - each (layer, head) summing to 1 over both
         images, sinks suppressed. Same convention as the embedded model's maps."""
         return self.attention(source, edited, instruction).maps
+
+
+def _official(sc: list[Output], pq: list[Output] | None) -> dict[str, Any]:
+    """What the official evaluation would read from these answers (mean over samples)."""
+    out: dict[str, Any] = {"how": {}}
+    for name, outputs in (("sc", sc), ("pq", pq)):
+        if outputs is None:
+            continue
+        read = [official_score(o.text) for o in outputs]
+        out[name] = [float(np.mean([r.pair[i] for r in read])) for i in (0, 1)]
+        out["how"][name] = sorted({r.how for r in read})
+    out["invented"] = any(h in ("midpoint", "duplicated") for hs in out["how"].values()
+                          for h in hs)
+    return out
+
+
+def _official_judgment(judgment: Judgment, official: dict[str, Any]) -> Judgment:
+    """``parse=official``: the scores the official scripts would use, marked as such.
+    The Judgment contract keeps scores in 0..25, so values outside are clamped (and
+    said); bench's official accuracy reads the same clamped numbers."""
+    warnings = list(judgment.warnings)
+    pairs: dict[str, tuple[float, float] | None] = {}
+    for name in ("sc", "pq"):
+        if name not in official:
+            pairs[name] = None
+            continue
+        raw = official[name]
+        pair = (min(25.0, max(0.0, raw[0])), min(25.0, max(0.0, raw[1])))
+        if pair != tuple(raw):
+            warnings.append(f"official parse: {name} {raw} outside 0..25, clamped")
+        how = official["how"][name]
+        if how != ["parsed"]:
+            warnings.append(f"official parse: {name} read by {'/'.join(how)}")
+        pairs[name] = pair
+    return dataclasses.replace(judgment, status="ok", sc=pairs["sc"], pq=pairs["pq"],
+                               error=None, coverage=None, warnings=tuple(warnings),
+                               ensemble_overall=None,
+                               meta={**judgment.meta, "parse": "official",
+                                     "our_status": judgment.status,
+                                     "our_error": judgment.error})
 
 
 def _average(samples: Sequence[Judgment], *, mean_overall: bool = False) -> Judgment:

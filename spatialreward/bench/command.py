@@ -124,6 +124,11 @@ def format_summary(results: dict[str, Any]) -> str:
     if results.get("region_recall") is not None:
         rows.append(("regions", f"{_num(results['region_recall'])} recall at IoU 0.5 "
                                 f"(n={results['region_targets']} target boxes)"))
+    official = results.get("official_parse")
+    if official:
+        rows.append(("official", f"accuracy {_num(official['accuracy'])} as the official "
+                     f"scripts compute it: {official['invented_items']} item(s) scored with an "
+                     "invented score (midpoint or duplicated) where ours counts a failure"))
     if results.get("low_coverage"):
         rows.append(("coverage", f"{results['low_coverage']} item(s) low coverage (the backend "
                                  "could not read all of the request); accuracy without them "

@@ -232,11 +232,47 @@ def judge_item(
     counts = tuple(None if j is None else len(j.regions) for j in judgments)
     truncated = sum(1 for j in judgments
                     if j is not None and not j.scored and j.meta.get("truncated"))
+    official = [official_score_for(j, item.dimension) for j in judgments]
+    if judgments and all(o is not None for o in official):
+        info["official_scores"] = [o[0] for o in official if o is not None]
+        info["official_invented"] = sum(bool(o[1]) for o in official if o is not None)
     return dataclasses.replace(result, region_counts=counts, info=info, truncated=truncated)
+
+
+def official_score_for(j: Judgment | None, dimension: str) -> tuple[float | None, bool] | None:
+    """The score the official scripts would give this candidate on ``dimension`` (from
+    the answers' official reading, ``meta.official_scores``) and whether it was invented;
+    None when the backend records no official reading (mini, pixel, a failed image)."""
+    if j is None or "official_scores" not in j.meta:
+        return None
+    o = j.meta["official_scores"]
+    clamp = [None if o.get(k) is None else tuple(min(25.0, max(0.0, v)) for v in o[k])
+             for k in ("sc", "pq")]
+    filled = Judgment(status="ok", sc=clamp[0], pq=clamp[1], aggregation=j.aggregation)
+    return score_for(filled, dimension), bool(o.get("invented"))
 
 
 OnItem = Callable[[int, int, ItemResult], None]
 """``on_item(done, total, result)``, called after each item this rank judged."""
+
+
+def official_parse_summary(results: Sequence[ItemResult], by: Sequence[str] = ()
+                           ) -> dict[str, Any] | None:
+    """The accuracy the official scripts would report, beside ours, when some judgments
+    failed: each failed answer scored by their fill (midpoint, duplicated score, ...).
+    None when nothing failed or the backend records no official reading."""
+    if not any(r.failed for r in results) or not all(
+            "official_scores" in r.info for r in results):
+        return None
+    filled = [dataclasses.replace(
+        evaluate_item(r.id, r.ranking, r.info["official_scores"], dimension=r.dimension,
+                      category=r.category, groups=r.groups), info=r.info) for r in results]
+    table = summarize(filled, by)
+    return {"accuracy": table["accuracy"], "accuracy_ci": table.get("accuracy_ci"),
+            "failed": table["failed"],
+            "invented_items": sum(r.info["official_invented"] > 0 for r in results),
+            "rule": "spatialreward.official_parse: midpoint 12.5 for an answer without a "
+                    "score, a single score duplicated, extra scores cut"}
 
 
 def run_bench(
@@ -322,6 +358,7 @@ def evaluate(
     results = [r for _, r in sorted((pair for part in parts for pair in part[0]),
                                     key=lambda p: p[0])]
     entries = [r.to_dict() for r in results]
+    official = official_parse_summary(results, keys)
     agreement = None
     if bench.format == "store" and bench.store is not None:
         from storage.agreement import agreement as store_agreement
@@ -343,5 +380,6 @@ def evaluate(
         "items_per_second": len(items) / elapsed if elapsed > 0 else None,
         "world_size": dist.world_size,
         "notes": dict(bench.notes),
+        **({"official_parse": official} if official else {}),
         "items": entries,
     }

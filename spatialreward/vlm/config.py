@@ -25,6 +25,7 @@ ATTENTION = ("sdpa", "eager")
 QUERIES = ("prompt", "answer")
 SINKS = ("suppress", "keep")
 RESIZE = ("cap", "official")
+PARSE = ("ours", "official")
 SELF_ENSEMBLE_TEMPERATURE = 0.7
 CAP_PIXELS = 589_824
 """The default pixel budget under ``resize=cap`` (768 x 768)."""
@@ -63,6 +64,10 @@ class VLMConfig:
                                       "judgment counted as truncated)")
     min_new_tokens: int = _help(0, "shortest answer per call (benchmarks set it to fix the "
                                    "answer length; judging leaves it at 0)")
+    parse: str = _help("ours", "reading scores from answers: 'ours' (an answer without a "
+                               "score is a failed judgment, counted) or 'official' (the "
+                               "official scripts' fill: midpoint 12.5, a single score "
+                               "duplicated, extra ones cut; spatialreward.official_parse)")
     samples: int = _help(1, "answers per call; above 1 they are sampled and their scores "
                             "averaged (EditScore's self-ensemble)")
     temperature: float | None = _help(None, "sampling temperature; 0 = greedy (default: the "
@@ -95,7 +100,7 @@ class VLMConfig:
             raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         for name, allowed in (("dtype", DTYPES), ("attn", ATTENTION),
                               ("attention_queries", QUERIES), ("sinks", SINKS),
-                              ("resize", RESIZE)):
+                              ("resize", RESIZE), ("parse", PARSE)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} must be one of {', '.join(allowed)}, "
                                   f"got {getattr(self, name)!r}")
