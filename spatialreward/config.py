@@ -54,6 +54,12 @@ class StudioConfig:
         default=DEFAULT_MAX_BYTES,
         metadata={"help": "largest accepted upload, in bytes"},
     )
+    exif_orientation: bool = field(
+        default=True,
+        metadata={"help": "turn photos upright by their EXIF orientation on intake; false "
+                          "keeps the stored pixels, as the official evaluation scripts "
+                          "read them (the setting that reproduces their numbers)"},
+    )
     max_instruction_chars: int = field(
         default=2000,
         metadata={"help": "longest accepted instruction"},

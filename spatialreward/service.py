@@ -201,6 +201,7 @@ class Services(RunServices, LearningServices):
             max_pixels=self.config.max_pixels,
             max_bytes=self.config.max_upload_bytes,
             name=name,
+            exif_orientation=self.config.exif_orientation,
         )
 
     def check_instruction(self, instruction: str | None) -> str:
@@ -273,10 +274,14 @@ class Services(RunServices, LearningServices):
         app's (a bench of a snapshot caches into the file it reads). Returns (judgment,
         whether it came from the cache).
 
-        The one judging path of the Annotate tab and the bench."""
+        The one judging path of the Annotate tab and the bench. With
+        ``exif_orientation`` off the model sees other pixels than the store's cache was
+        made from, so nothing is read from or written to the cache."""
         store = store if store is not None else self.store
         model = self.backend(backend)
-        cached = store.cached_judgment(item_id, candidate, model.name, model.version)
+        caching = self.config.exif_orientation
+        cached = (store.cached_judgment(item_id, candidate, model.name, model.version)
+                  if caching else None)
         if cached is not None:
             return cached, True
         item = store.item(item_id)
@@ -285,7 +290,7 @@ class Services(RunServices, LearningServices):
         if edited is None:
             edited = store.image_bytes(item["candidates"][candidate])
         judgment = self.judge(source, edited, item["instruction"], backend)
-        if judgment.scored:  # failures are tried again next time
+        if judgment.scored and caching:  # failures are tried again next time
             store.add_model_judgment(item_id, candidate, judgment,
                                      judgment.timings_ms.get("total"))
         return judgment, False
@@ -295,6 +300,7 @@ class Services(RunServices, LearningServices):
         store, model = self.store, self.backend(backend)
         item = store.item(item_id)
         cached = [store.cached_judgment(item_id, k, model.name, model.version)
+                  if self.config.exif_orientation else None
                   for k in range(int(item["n_candidates"]))]
         # The source is read and decoded once, and only when something must be judged.
         source = None if all(cached) else self.load(

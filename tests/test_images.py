@@ -199,6 +199,20 @@ def test_exif_orientation_on_pil_input() -> None:
     assert load_image(Image.open(io.BytesIO(phone_photo(6)))).size == (20, 40)
 
 
+def test_exif_orientation_off_keeps_the_stored_pixels(tmp_path) -> None:
+    # as the official evaluation scripts read images: no rotation
+    for obj in (phone_photo(6), Image.open(io.BytesIO(phone_photo(6)))):
+        out = load_image(obj, exif_orientation=False)
+        assert out.size == (40, 20) and close(rgb(out, (3, 3)), RED, tol=30)
+    from spatialreward.config import StudioConfig
+    from spatialreward.service import Services
+
+    off = Services(StudioConfig(db=tmp_path / "s.db", exif_orientation=False))
+    assert off.load(phone_photo(6), "source image").size == (40, 20)
+    on = Services(StudioConfig(db=tmp_path / "s.db"))
+    assert on.load(phone_photo(6), "source image").size == (20, 40)
+
+
 # --- modes --------------------------------------------------------------------------------
 
 
