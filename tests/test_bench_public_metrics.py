@@ -158,16 +158,27 @@ def test_merbench_metrics(tmp_path):
     res = bench(tmp_path, write_merbench(tmp_path))
     b = res["benchmark"]
     # p1 right; p2 reversed; p3 order 0, 2, 1; p4 tie at the top
-    assert b["overall"]["exact"] == 0.25 and b["overall"]["top1"] == 0.5
+    std = b["standard"]  # ours: ties count against
+    assert std["overall"]["exact"] == 0.25 and std["overall"]["top1"] == 0.5
     third = 1 / math.log2(3)
-    assert b["by_k"]["2"] == {"n": 2, "exact": 0.5, "top1": 0.5, "kendall_tau": 0.0,
-                              "spearman_rho": 0.0, "ndcg": pytest.approx((1 + third) / 2)}
-    k3 = b["by_k"]["3"]
+    assert std["by_k"]["2"] == {"n": 2, "exact": 0.5, "top1": 0.5, "kendall_tau": 0.0,
+                                "spearman_rho": 0.0, "ndcg": pytest.approx((1 + third) / 2)}
+    k3 = std["by_k"]["3"]
     assert k3["kendall_tau"] == pytest.approx((1 / 3 + 2 / math.sqrt(6)) / 2)
     assert k3["spearman_rho"] == pytest.approx((0.5 + 1.5 / math.sqrt(3)) / 2)
     assert k3["ndcg"] == pytest.approx((2.5 + 1.5 * (1 + third)) / (2 + third) / 2)
+    assert std["by_category"]["add"]["exact"] == 0.5
+    # official (the headline): the tie in p4 keeps the true order, so p4 is top-1 and
+    # perfectly correlated, though still not an exact order; worked by hand
+    k2, k3 = b["by_k"]["2"], b["by_k"]["3"]
+    p2_ndcg = (2 / math.log2(3) + 1) / (2 + 1 / math.log2(3))
+    assert k2 == {"n": 2, "exact": 0.5, "top1": 0.5, "kendall_tau": 0.0,
+                  "spearman_rho": 0.0, "ndcg": pytest.approx((1 + p2_ndcg) / 2)}
+    p3_ndcg = (3 + 2 / 2 + 1 / math.log2(3)) / (3 + 2 / math.log2(3) + 1 / 2)
+    assert k3 == {"n": 2, "exact": 0.0, "top1": 1.0, "kendall_tau": pytest.approx(2 / 3),
+                  "spearman_rho": pytest.approx(0.75), "ndcg": pytest.approx((p3_ndcg + 1) / 2)}
     assert b["by_category"]["add"]["exact"] == 0.5 and b["by_category"]["remove"]["exact"] == 0
-    assert b["headline"]["value"] == 0.25
+    assert b["headline"]["value"] == 0.25 and "official" in b["headline"]["name"]
     assert res["ranking_accuracy"] == 0.0 and set(res["by"]["k"]) == {"2", "3"}
 
 
@@ -224,3 +235,42 @@ def test_human_bench_beside_the_ceiling(tmp_path):
     # the judgments went into the store the votes are in, under the items' own ids
     votes = Store.open(db)
     assert [i for i in votes.item_ids() if votes.model_judgments(i)] == [a, b]
+
+
+def _official_merbench_reference(scores: list[float]) -> dict[str, float]:
+    """The official MER-Bench rules as described (candidates listed best first): the
+    predicted order is Python's stable descending sort of (index, score); ground truth is
+    0..n-1; exact needs no tied scores; tau-a, rho = 1 - 6 sum d^2 / (n(n^2-1)); top-1 =
+    index 0 first; dcg = sum_i (n - gt[i]) / log2(pred[i] + 2) over the ideal."""
+    n = len(scores)
+    pred = [i for i, _ in sorted(enumerate(scores), key=lambda t: t[1], reverse=True)]
+    gt = list(range(n))
+    signs = [(pred[i] - pred[j]) * (gt[i] - gt[j]) > 0
+             for i in range(n) for j in range(i + 1, n)]
+    con, dis = sum(signs), len(signs) - sum(signs)
+    dcg = sum((n - gt[i]) / math.log2(pred[i] + 2) for i in range(n))
+    idcg = sum((n - i) / math.log2(i + 2) for i in range(n))
+    return {"exact": float(pred == gt and len(set(scores)) == n), "top1": float(pred[0] == 0),
+            "kendall_tau": (con - dis) / (0.5 * n * (n - 1)),
+            "spearman_rho": 1 - 6 * sum((pred[i] - i) ** 2 for i in range(n)) / (n * (n * n - 1)),
+            "ndcg": dcg / idcg}
+
+
+def test_official_merbench_rules_match_an_independent_reading_on_every_input():
+    import itertools
+    import random
+
+    from spatialreward.bench.public_metrics import official_ranking_scores
+
+    rng = random.Random(0)
+    cases = [list(p) for k in (2, 3, 4) for p in itertools.permutations(range(k))]
+    cases += [[rng.choice([1.0, 2.0, 3.0]) for _ in range(rng.choice([2, 3, 4]))]
+              for _ in range(300)]  # many ties
+    differs = 0
+    for scores in cases:
+        ours = official_ranking_scores([float(s) for s in scores], list(range(len(scores))))
+        ref = _official_merbench_reference([float(s) for s in scores])
+        assert {k: float(v) for k, v in ours.items()} == pytest.approx(ref), scores
+        std = ranking_scores([float(s) for s in scores], list(range(len(scores))))
+        differs += std["ndcg"] != pytest.approx(ours["ndcg"])
+    assert differs > 0  # the two NDCG conventions really differ (3-cycles, ties)

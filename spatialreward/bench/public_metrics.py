@@ -15,9 +15,16 @@ is wrong unless the benchmark calibrates a tie threshold (TIGER-Lab's with-ties 
   tie calibration, as in TIGER-Lab's eval); without ties = C / (C + D) over pairs people
   did not tie (an exact model tie is discordant). Group accuracy: every comparison of a
   source item right (at the calibrated eps).
-- MER-Bench: per item, exact order (any model tie wrong), Kendall's tau-b and Spearman's
-  rho between scores and the human order (scipy), NDCG with gain K-1-position (sklearn),
-  top-1 (a unique best score on the best candidate); means per K, per category, overall.
+- MER-Bench, two sets of figures, both named. ``official`` (the headline): the rules of
+  the SpatialReward repository's ``calculate_accuracy``: candidates sorted by score with a
+  stable sort, so tied scores stay in ground-truth order; exact order right unless any two
+  scores tie; Kendall's tau-a and Spearman's rho (1 - 6 sum d^2 / (n (n^2 - 1))) of that
+  predicted order against the true one; top-1 = the true best sorted first; NDCG = sum over
+  predicted positions i of (n - i) / log2(r_i + 2), r_i the true rank of the candidate at
+  i, over the ideal sum. ``standard`` (ours): Kendall's tau-b and Spearman's rho between
+  scores and the human order with ties counted against (scipy), NDCG with gain
+  K-1-position (sklearn), top-1 only for a unique best score. Means per K, per category,
+  overall.
 - MMRB2 (edit): A and B scored pointwise, the higher overall wins, ties wrong; accuracy
   per prompt source. Pointwise scores do not depend on the order the pair is shown in;
   :func:`position_consistency` measures that for pairwise judges.
@@ -282,6 +289,40 @@ def ranking_scores(scores: Sequence[float | None], ranking: Sequence[Any]) -> di
     }
 
 
+def official_ranking_scores(scores: Sequence[float | None], ranking: Sequence[Any]
+                            ) -> dict[str, Any]:
+    """The official MER-Bench figures of one item (see the module docstring).
+
+    Ties in the scores keep the ground-truth order, which can only help; a failed score
+    sorts last and fails exact order. NDCG credits predicted position i with gain n - i,
+    discounted by the true rank of the candidate placed there:
+
+    >>> r = official_ranking_scores([1.0, 3.0, 2.0], [0, 1, 2])  # predicted 1, 2, 0
+    >>> round(r["ndcg"], 4), r["top1"], r["kendall_tau"], r["spearman_rho"]
+    (0.8175, False, -0.3333333333333333, -0.5)
+    >>> official_ranking_scores([2.0, 2.0], [0, 1])["top1"]  # a tie in true order
+    True
+    """
+    truth = [c for group in groups_of(ranking) for c in group]  # best first
+    n = len(truth)
+    position = {c: i for i, c in enumerate(truth)}
+    key = {c: -math.inf for c in truth}
+    key.update({c: float(v) for c in truth if (v := scores[c]) is not None})
+    predicted = sorted(truth, key=lambda c: key[c], reverse=True)  # stable: ties in order
+    rank = [position[c] for c in predicted]  # true rank of each predicted position
+    valid = [s for s in scores if s is not None]
+    exact = rank == list(range(n)) and len(valid) == n and len(set(valid)) == n
+    pairs = n * (n - 1) / 2
+    tau = (sum(1 if rank[i] < rank[j] else -1 for i in range(n) for j in range(i + 1, n))
+           / pairs) if n > 1 else 0.0
+    rho = 1 - 6 * sum((r - i) ** 2 for i, r in enumerate(rank)) / (n * (n * n - 1)) \
+        if n > 1 else 0.0
+    dcg = sum((n - i) / math.log2(r + 2) for i, r in enumerate(rank))
+    ideal = sum((n - i) / math.log2(i + 2) for i in range(n))
+    return {"exact": bool(exact), "top1": bool(n and rank[0] == 0), "kendall_tau": tau,
+            "spearman_rho": rho, "ndcg": dcg / ideal if ideal else 0.0}
+
+
 _RANK_KEYS = ("exact", "top1", "kendall_tau", "spearman_rho", "ndcg")
 
 
@@ -292,23 +333,30 @@ def _rank_block(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def merbench_metrics(items: Sequence[Item]) -> dict[str, Any]:
-    """Means of :func:`ranking_scores` overall, per K (2/3/4 candidates) and per category;
-    the headline is exact-order accuracy."""
-    rows = []
-    for it in _evaluated(items):
-        r = ranking_scores(it["scores"], it["ranking"])
-        rows.append((it, r))
+def _merbench_tables(items: Sequence[Item], score: Any) -> dict[str, Any]:
+    rows = [(it, score(it["scores"], it["ranking"])) for it in items]
     by_k: dict[int, list[dict[str, Any]]] = defaultdict(list)
     by_cat: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for it, r in rows:
         by_k[len(it["scores"])].append(r)
         by_cat[it.get("category") or "(missing)"].append(r)
-    overall = _rank_block([r for _, r in rows])
-    return {"headline": {"name": "exact ranking accuracy", "value": overall["exact"]},
-            "overall": overall,
+    return {"overall": _rank_block([r for _, r in rows]),
             "by_k": {str(k): _rank_block(v) for k, v in sorted(by_k.items())},
             "by_category": {c: _rank_block(v) for c, v in sorted(by_cat.items())}}
+
+
+def merbench_metrics(items: Sequence[Item]) -> dict[str, Any]:
+    """The official figures (:func:`official_ranking_scores`) overall, per K (2/3/4
+    candidates) and per category, as the headline block; ours (:func:`ranking_scores`)
+    beside them under ``standard``. The headline is exact-order accuracy."""
+    rows = _evaluated(items)
+    official = _merbench_tables(rows, official_ranking_scores)
+    return {"headline": {"name": "exact ranking accuracy (official rules)",
+                         "value": official["overall"]["exact"]},
+            "rules": "official: SpatialReward's calculate_accuracy (stable sort, ties in "
+                     "true order, its NDCG); standard: tau-b / rho with ties against, "
+                     "sklearn NDCG",
+            **official, "standard": _merbench_tables(rows, ranking_scores)}
 
 
 # --- MMRB2 and position swaps -------------------------------------------------------------
