@@ -275,6 +275,7 @@ GEDIT = [  # task type, language, key, intersection, the model's edit (None: not
     ("background_change", "en", "k1", True, (255, 102, 255)),  # semantics 4, quality 10
     ("color_alter", "en", "k2", False, (51, 255, 102)),  # semantics 2, quality 4
     ("color_alter", "cn", "k3", True, None),
+    ("background_change", "cn", "k4", False, (51, 255, 102)),  # semantics 2, quality 4
 ]
 
 

@@ -184,11 +184,11 @@ def test_mmrb2_json_paths_stay_inside_their_folder(tmp_path):
 def test_gedit_is_a_prompt_set_until_edits_are_given(tmp_path):
     path, edits = write_gedit(tmp_path)
     prompts = load_prompts(path)
-    assert [p.candidates for p in prompts] == [(), (), ()]
+    assert [p.candidates for p in prompts] == [(), (), (), ()]
     assert prompts[0].metadata == {"task_type": "background_change", "language": "en",
                                    "key": "k1", "intersection": True}
     bench = open_benchmark(path, edits=edits)
-    assert [it.id for it in bench.items] == ["k1:en", "k2:en"]
+    assert [it.id for it in bench.items] == ["k1:en", "k2:en", "k4:cn"]
     assert bench.notes == {"missing_edits": 1, "missing_edit_keys": ["k3"]}
     assert colour(bench.items[1].candidates[0]) == (51, 255, 102)
     with pytest.raises(BenchFormatError, match="--edits is for GEdit-Bench"):

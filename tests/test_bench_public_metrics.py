@@ -197,14 +197,20 @@ def test_gedit_metrics(tmp_path):
     res = bench(tmp_path, path, edits=edits)
     b = res["benchmark"]
     assert res["notes"]["missing_edits"] == 1 and b["failed"] == 0
-    tasks = b["overall"]["by_task_type"]
+    tasks = b["by_language"]["en"]["fullset"]["by_task_type"]
     assert tasks["background_change"]["semantics"] == pytest.approx(4.0)
     assert tasks["background_change"]["quality"] == pytest.approx(10.0)
     assert tasks["color_alter"]["overall"] == pytest.approx(8 ** 0.5)
+    # per language, as the official table: EN full set is the headline, CN apart
     assert b["headline"]["value"] == pytest.approx((40 ** 0.5 + 8 ** 0.5) / 2)
-    en = b["by_language"]["en"]
-    assert en["intersection"]["n"] == 1
-    assert en["intersection"]["overall"] == pytest.approx(40 ** 0.5)
+    assert "EN full set" in b["headline"]["name"]
+    table = b["official_table"]
+    assert table["cn"]["fullset"]["overall"] == pytest.approx(8 ** 0.5)
+    assert table["cn"]["intersection"]["n"] == 0  # its one intersection item was not edited
+    assert table["en"]["intersection"]["n"] == 1
+    assert table["en"]["intersection"]["overall"] == pytest.approx(40 ** 0.5)
+    # the mixed figure is kept, named, and differs: background_change is (sqrt 40 + sqrt 8) / 2
+    assert b["overall"]["overall"] == pytest.approx(((40 ** 0.5 + 8 ** 0.5) / 2 + 8 ** 0.5) / 2)
 
 
 def test_human_bench_beside_the_ceiling(tmp_path):

@@ -29,8 +29,9 @@ is wrong unless the benchmark calibrates a tie threshold (TIGER-Lab's with-ties 
   per prompt source. Pointwise scores do not depend on the order the pair is shown in;
   :func:`position_consistency` measures that for pairwise judges.
 - GEdit-Bench: VIEScore-style, semantics = min(SC pair) / 2.5, quality = min(PQ pair) /
-  2.5, overall = sqrt(semantics * quality) (0..10); means per task type and language, the
-  headline the mean over task types, also on the ``Intersection_exist`` subset.
+  2.5, overall = sqrt(semantics * quality) (0..10); means per task type, then over task
+  types, per language (EN and CN apart, as the official statistics are) on the full set
+  and the ``Intersection_exist`` subset; the headline is the English full set.
 - Human judgments: the model's unique best vs the human majority pick, beside the
   leave-one-out human ceiling (:func:`storage.agreement.agreement`).
 """
@@ -451,9 +452,20 @@ def gedit_metrics(items: Sequence[Item]) -> dict[str, Any]:
         by_lang[lang] = {"fullset": _gedit_block(mine),
                          "intersection": _gedit_block([r for r in mine if r.get("intersection")])}
     overall = _gedit_block(rows)
-    return {"headline": {"name": "GEdit overall (0..10, mean over task types)",
-                         "value": overall["overall"]},
-            "overall": overall, "by_language": by_lang, "failed": failed}
+    # The official table is per language (its statistics script filters on one), full set
+    # and intersection side by side; the headline is the English full set when there is
+    # one, and the all-language mean stays as ``overall`` (no official figure is that).
+    table = {lang: {subset: {k: block[subset][k] for k in ("n", "semantics", "quality",
+                                                           "overall")}
+                    for subset in ("fullset", "intersection")}
+             for lang, block in by_lang.items()}
+    lead = "en" if "en" in by_lang else next(iter(by_lang), None)
+    value = None if lead is None else by_lang[lead]["fullset"]["overall"]
+    return {"headline": {"name": f"GEdit overall, {(lead or 'no').upper()} full set (0..10, "
+                                 "mean over task types)", "value": value},
+            "official_table": table, "overall": overall, "by_language": by_lang,
+            "overall_note": "overall mixes every language; the official figures are per "
+                            "language (official_table)", "failed": failed}
 
 
 # --- human judgments ------------------------------------------------------------------------
