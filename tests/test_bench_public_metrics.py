@@ -117,6 +117,14 @@ def test_editscore_metrics(tmp_path):
     assert b["macro_accuracy"] == {"consistency": 0.0, "overall": pytest.approx(2 / 3),
                                    "prompt_following": 1.0}
     assert b["headline"]["value"] == pytest.approx(2 / 3)
+    # prompt_following has items of one task type of three: the official statistics count
+    # the two empty cells as 0.0 (1/3); ours averages the cell with items (1.0)
+    assert b["empty_cells"] == [["consistency", "background_change"],
+                                ["consistency", "color_alter"],
+                                ["prompt_following", "background_change"],
+                                ["prompt_following", "color_alter"]]
+    assert b["macro_accuracy_official"]["prompt_following"] == pytest.approx(1 / 3)
+    assert b["headline_official"]["value"] == pytest.approx(2 / 3)  # overall has every task
     assert b["groups"]["object"] == {"consistency": 0.0, "overall": 0.5,
                                      "prompt_following": 1.0}
     assert b["groups"]["scene"]["overall"] == 1.0 and b["groups"]["scene"]["consistency"] is None

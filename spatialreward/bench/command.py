@@ -114,6 +114,11 @@ def format_summary(results: dict[str, Any]) -> str:
     if bench.get("headline"):
         rows.append(("benchmark", f"{_num(bench['headline']['value'])}  "
                                   f"{bench['headline']['name']}"))
+    if bench.get("headline_official"):
+        cells = len(bench.get("empty_cells") or ())
+        rows.append(("official", f"{_num(bench['headline_official']['value'])}  "
+                                 f"{bench['headline_official']['name']} ({cells} empty "
+                                 "cell(s); ours above averages only the cells with items)"))
     ceiling = bench.get("human_ceiling")
     if ceiling:
         rows.append(("ceiling", f"{_num(ceiling['accuracy'])}  one annotator vs the others' "

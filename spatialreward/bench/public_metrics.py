@@ -91,6 +91,13 @@ def editscore_metrics(items: Sequence[Item]) -> dict[str, Any]:
     table = {dim: {task: {"n": len(h), "accuracy": sum(h) / len(h)}
                    for task, h in sorted(tasks.items())} for dim, tasks in sorted(hits.items())}
     macro = {dim: _mean(r["accuracy"] for r in rows.values()) for dim, rows in table.items()}
+    # A task type missing from a dimension (possible with --limit): the official statistics
+    # (SpatialReward's calculate_accuracy) count that empty cell as 0.0 in the average; we
+    # average the cells that have items. Both are reported when they differ.
+    all_tasks = sorted({t for rows in table.values() for t in rows})
+    empty = [[dim, t] for dim, rows in table.items() for t in all_tasks if t not in rows]
+    official = {dim: sum(rows[t]["accuracy"] if t in rows else 0.0 for t in all_tasks)
+                / len(all_tasks) for dim, rows in table.items()}
     groups = {}
     for name, tasks in EDITSCORE_GROUPS.items():
         row = {dim: _mean(rows[t]["accuracy"] for t in tasks if t in rows)
@@ -100,10 +107,19 @@ def editscore_metrics(items: Sequence[Item]) -> dict[str, Any]:
     head = macro.get("overall")
     if head is None:
         head = _mean(v for v in macro.values() if v is not None)
-    return {"headline": {"name": "macro accuracy over task types (overall dimension)",
-                         "value": head},
-            "macro_accuracy": macro, "by_task_type": table, "groups": groups,
-            "n": sum(r["n"] for rows in table.values() for r in rows.values())}
+    out = {"headline": {"name": "macro accuracy over task types (overall dimension)",
+                        "value": head},
+           "macro_accuracy": macro, "by_task_type": table, "groups": groups,
+           "n": sum(r["n"] for rows in table.values() for r in rows.values())}
+    if empty:
+        head_official = official.get("overall")
+        if head_official is None:
+            head_official = _mean(official.values())
+        out.update(empty_cells=empty, macro_accuracy_official=official,
+                   headline_official={"name": "macro accuracy with each empty task x "
+                                              "dimension cell counted as 0.0 (the official "
+                                              "statistics)", "value": head_official})
+    return out
 
 
 # --- TIGER-Lab's EditReward-Bench: accuracy with and without ties --------------------------
