@@ -259,3 +259,43 @@ def test_split_names_and_shapes(tmp_path):
     assert table.shape("imgs") == [3, 0, 0] and table.shape("one") == [1, 0, 1]
     assert table.image_columns() == ["imgs", "one"]
     assert isinstance(table.schema, pa.Schema)
+
+
+def test_duplicate_ids_are_reported_identical_or_conflicting_and_the_data_fingerprinted(
+        tmp_path):
+    from spatialreward.bench.identity import fingerprint
+    from tests.test_bench_factories import grey, hf_image, hf_table, write_parquet
+
+    rows = [("x", "A>B", 200), ("x", "A>B", 200), ("y", "A>B", 200), ("y", "B>A", 200),
+            ("z", "A>B", 200)]  # y: the same comparison with opposite rankings
+
+    def write(level_of_z: int) -> Path:
+        path = tmp_path / "tiger" / "2pair" / "train-00000-of-00001.parquet"
+        write_parquet(path, hf_table({
+            "id": ("string", [r[0] for r in rows]),
+            "instruction": ("string", ["add a hat"] * len(rows)),
+            "source_image": ("image", [hf_image(grey(0)) for _ in rows]),
+            "candidate_1": ("image", [hf_image(grey(r[2] if r[0] != "z" else level_of_z))
+                                      for r in rows]),
+            "candidate_2": ("image", [hf_image(grey(100)) for _ in rows]),
+            "ranking": ("string", [r[1] for r in rows])}))
+        return tmp_path / "tiger"
+
+    folder = write(200)
+    bench = open_benchmark(folder)
+    dup = bench.notes["duplicates"]
+    assert dup["identical"] == ["x"] and dup["conflicting"] == ["y"]
+    assert dup["counts"] == {"x": 2, "y": 2} and "renamed" in dup
+    assert [it.id for it in bench.items] == ["x", "x#2", "y", "y#2", "z"]
+    # the fingerprint follows content: one changed image changes it
+    first = fingerprint(bench.items, folder)
+    assert first["items"] == 5 and first["revision"] is None
+    assert fingerprint(open_benchmark(folder).items, folder) == first
+    assert fingerprint(open_benchmark(write(201)).items, folder) != first
+    # a git checkout's commit is its revision (read from the files, nothing is run)
+    git = folder / ".git"
+    (git / "refs" / "heads").mkdir(parents=True)
+    (git / "HEAD").write_text("ref: refs/heads/main\n")
+    (git / "refs" / "heads" / "main").write_text("a" * 40 + "\n")
+    assert fingerprint(bench.items, folder / "2pair")["revision"] == {
+        "kind": "git", "id": "a" * 40, "ref": "refs/heads/main"}

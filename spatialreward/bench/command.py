@@ -140,6 +140,16 @@ def format_summary(results: dict[str, Any]) -> str:
                                  f"{_num(results['accuracy_full_coverage'])}  95% CI "
                                  f"{_ci(results['accuracy_full_coverage_ci'])}, on them "
                                  f"{_num(results['accuracy_low_coverage'])}"))
+    fp = results.get("fingerprint")
+    if fp:
+        rev = fp.get("revision")
+        rows.append(("data", f"sha256 {fp['sha256'][:16]} over {fp['items']} items"
+                             + (f", {rev['kind']} {rev['id'][:12]}" if rev else "")))
+    dup = (results.get("notes") or {}).get("duplicates")
+    if dup:
+        rows.append(("duplicates", f"{dup['ids']} id(s) repeated on {dup['rows']} rows, "
+                                   f"{len(dup['conflicting'])} conflicting (other ranking or "
+                                   "images); renamed id#2.. (notes.duplicates)"))
     rows += [
         ("failed", str(results["failed"]) + (
             f" ({results['truncated']} cut off at max_new_tokens: raise it)"

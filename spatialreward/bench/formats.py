@@ -36,6 +36,7 @@ from storage.paths import check_not_database
 
 from ..errors import BenchFormatError
 from . import loaders
+from .identity import duplicates
 from .tables import TableFile, find_tables, is_sqlite
 from .types import FORMATS, TABLE_FORMATS, BenchItem, Benchmark, Box, Format
 
@@ -136,12 +137,12 @@ def open_benchmark(path: str | Path, fmt: str | None = None, *, limit: int | Non
         return loaders.load_store(path, limit, live)
     if fmt == "pairs" and (jsonl := _pairs_jsonl(path)) is not None:
         items = [BenchItem.from_pair(p) for p in islice(iter_pairs(jsonl), limit)]
-        return Benchmark(fmt, path, items)
+        return _checked(Benchmark(fmt, path, items))
     if not path.exists():
         raise BenchFormatError(f"no dataset at {path}; give a local file or folder "
                                "(benchmarks are never downloaded)")
     if fmt == "mmrb2" and (built := _mmrb2_json(path)) is not None:
-        return Benchmark(fmt, path, loaders.load_mmrb2_json(built, limit))
+        return _checked(Benchmark(fmt, path, loaders.load_mmrb2_json(built, limit)))
     tables = [] if path.suffix.lower() in (".json", ".jsonl") else find_tables(path)
     if not tables:
         raise BenchFormatError(f"{path} holds no .parquet or .arrow table for format {fmt!r}")
@@ -152,8 +153,17 @@ def open_benchmark(path: str | Path, fmt: str | None = None, *, limit: int | Non
             f"(it has {', '.join(tables[0].columns)})")
     bench = Benchmark(fmt, path, [])
     loader = loaders.TABLE_LOADERS[fmt]
-    bench.items = loaders.unique_ids(loader(loaders.rows(tables, fmt, limit), bench,
-                                            Path(edits) if edits else None))
+    bench.items = loader(loaders.rows(tables, fmt, limit), bench, Path(edits) if edits else None)
+    return _checked(bench)
+
+
+def _checked(bench: Benchmark) -> Benchmark:
+    """Repeated ids reported (identical or conflicting, ``notes.duplicates``) and renamed
+    ``id#2``, ``id#3`` so that results match by id."""
+    report = duplicates(bench.items)
+    if report is not None:
+        bench.notes["duplicates"] = report
+    bench.items = loaders.unique_ids(bench.items)
     return bench
 
 

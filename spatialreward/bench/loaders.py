@@ -267,7 +267,7 @@ def load_mmrb2_json(file: Path, limit: int | None) -> list[BenchItem]:
                           "prompt_images": len(images)}))
         except (KeyError, TypeError, ValueError) as err:
             raise BenchFormatError(f"{where}: {err}") from None
-    return unique_ids(items)
+    return items  # open_benchmark reports repeated ids, then renames them
 
 
 def find_edit(edits: Path, task_type: str, language: str, key: str) -> Path | None:

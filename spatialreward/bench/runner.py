@@ -40,6 +40,7 @@ from ..judgment import Judgment
 from ..service import Services
 from .distributed import Dist
 from .formats import FORMATS, BenchItem, Benchmark, open_benchmark
+from .identity import fingerprint
 from .metrics import (
     ItemResult,
     evaluate_item,
@@ -380,6 +381,7 @@ def evaluate(
         "items_per_second": len(items) / elapsed if elapsed > 0 else None,
         "world_size": dist.world_size,
         "notes": dict(bench.notes),
+        "fingerprint": fingerprint(bench.items, bench.path),
         **({"official_parse": official} if official else {}),
         "items": entries,
     }
