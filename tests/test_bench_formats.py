@@ -299,3 +299,47 @@ def test_duplicate_ids_are_reported_identical_or_conflicting_and_the_data_finger
     (git / "refs" / "heads" / "main").write_text("a" * 40 + "\n")
     assert fingerprint(bench.items, folder / "2pair")["revision"] == {
         "kind": "git", "id": "a" * 40, "ref": "refs/heads/main"}
+
+
+def test_the_official_json_layouts_read_like_their_tables(tmp_path):
+    from tests.test_bench_factories import grey, png
+
+    root = tmp_path / "sr"
+    (root / "images").mkdir(parents=True)
+    for level in (0, 100, 150, 200):
+        (root / "images" / f"g{level}.png").write_bytes(png(grey(level)))
+    # MER-Bench as the SpatialReward repository's 2pair.json / 3pair.json
+    (root / "2pair.json").write_text(json.dumps([
+        {"pair_id": "2pair_1", "instruction": "remove the cup", "label": "remove",
+         "original_image": "images/g0.png",
+         "edited_images": [{"edited_image": "images/g200.png", "quality": 2},
+                           {"edited_image": "images/g100.png", "quality": 1}]}]))
+    (root / "3pair.json").write_text(json.dumps([
+        {"pair_id": "3pair_1", "instruction": "add a hat", "original_image": "images/g0.png",
+         "edited_images": [{"edited_image": f"images/g{v}.png"} for v in (200, 150, 100)]}]))
+    bench = open_benchmark(root)
+    assert bench.format == "merbench" and [it.id for it in bench.items] == ["2pair_1", "3pair_1"]
+    assert bench.items[1].ranking == ((0,), (1,), (2,)) and bench.items[0].category == "remove"
+    assert bench.items[0].metadata == {"k": 2, "split": "2pair"}
+    # EditReward-Bench as bench.jsonl, relative paths
+    line = {"idx": 0, "key": ["a", "b"], "instruction": "make it red", "task_type": "color_alter",
+            "dimension": "overall", "input_image": "images/g0.png",
+            "output_images": ["images/g200.png", "images/g100.png"]}
+    (root / "bench.jsonl").write_text(json.dumps(line) + "\n")
+    erb = open_benchmark(root / "bench.jsonl")
+    assert erb.format == "editscore" and erb.items[0].id == "a|b:overall"
+    assert erb.items[0].metadata == {"task_type": "color_alter", "key": ["a", "b"]}
+    # the released file's absolute paths: refused unless asked for, then read and counted
+    line.update(input_image=str(root / "images" / "g0.png"),
+                output_images=[str(root / "images" / "g200.png"), "images/g100.png"])
+    (root / "bench.jsonl").write_text(json.dumps(line) + "\n")
+    with pytest.raises(UnsafePathError, match="--allow-absolute-paths"):
+        open_benchmark(root / "bench.jsonl")
+    allowed = open_benchmark(root / "bench.jsonl", allow_absolute_paths=True)
+    assert allowed.notes["absolute_paths"] == 2
+    assert allowed.items[0].source == root / "images" / "g0.png"
+    # a relative path still may not leave the folder
+    line["output_images"] = ["../outside.png", "images/g100.png"]
+    (root / "bench.jsonl").write_text(json.dumps(line) + "\n")
+    with pytest.raises(UnsafePathError):
+        open_benchmark(root / "bench.jsonl", allow_absolute_paths=True)

@@ -82,6 +82,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--edits", type=Path, default=None, metavar="DIR",
                         help="GEdit-Bench: the editing model's outputs, "
                         "DIR/<task_type>/<language>/<key>.png")
+    parser.add_argument("--allow-absolute-paths", action="store_true",
+                        help="read image paths that a JSON layout gives as absolute paths "
+                        "(SpatialReward's bench.jsonl has its authors' paths) as given, with "
+                        "a warning; refused by default: paths in data files stay inside "
+                        "their folder")
     parser.add_argument("--compare", nargs=2, type=Path, default=None,
                         metavar=("RUN_A", "RUN_B"),
                         help="compare two results.json files (or run folders) and exit")
@@ -237,7 +242,9 @@ def run(args: argparse.Namespace) -> int:
             # only once the dataset has been read without error.
             live = services.store if use_cache and Path(config.db).is_file() else None
             bench = open_benchmark(Path(dataset), fmt, limit=getattr(args, "limit", None),
-                                   edits=getattr(args, "edits", None), live=live)
+                                   edits=getattr(args, "edits", None), live=live,
+                                   allow_absolute_paths=getattr(args, "allow_absolute_paths",
+                                                                False))
             return bench, services.store if use_cache else None
 
         # Rank 0 opens (and, the first time, creates) the store before the others do.

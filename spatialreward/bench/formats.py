@@ -37,6 +37,12 @@ from storage.paths import check_not_database
 from ..errors import BenchFormatError
 from . import loaders
 from .identity import duplicates
+from .json_layouts import (
+    editscore_jsonl,
+    load_editscore_jsonl,
+    load_merbench_json,
+    merbench_files,
+)
 from .tables import TableFile, find_tables, is_sqlite
 from .types import FORMATS, TABLE_FORMATS, BenchItem, Benchmark, Box, Format
 
@@ -86,6 +92,10 @@ def _table_format(path: Path, tables: list[TableFile]) -> str:
 def detect_format(path: str | Path) -> str:
     """The name of the format ``path`` is in (see :data:`FORMATS`)."""
     path = Path(path)
+    if path.exists() and editscore_jsonl(path) is not None:
+        return "editscore"
+    if path.exists() and merbench_files(path) is not None:
+        return "merbench"
     if _pairs_jsonl(path) is not None:
         return "pairs"
     if not path.exists():
@@ -119,8 +129,12 @@ def load_items(path: str | Path, fmt: str | None = None, *, limit: int | None = 
 
 
 def open_benchmark(path: str | Path, fmt: str | None = None, *, limit: int | None = None,
-                   edits: str | Path | None = None, live: Store | None = None) -> Benchmark:
+                   edits: str | Path | None = None, live: Store | None = None,
+                   allow_absolute_paths: bool = False) -> Benchmark:
     """Read the first ``limit`` items (all when None) of the benchmark at ``path``.
+
+    ``allow_absolute_paths``: the JSON layouts of :mod:`.json_layouts` may name images by
+    absolute path (read as given, with a warning); refused by default.
 
     ``live``: the caller's open store; when ``path`` is that store's file, the human
     bench reads it through ``live`` instead of opening the file a second time. Close the
@@ -135,6 +149,12 @@ def open_benchmark(path: str | Path, fmt: str | None = None, *, limit: int | Non
                                "carry their candidates")
     if fmt == "store":
         return loaders.load_store(path, limit, live)
+    if fmt == "editscore" and path.exists() and (jsonl := editscore_jsonl(path)) is not None:
+        items, notes = load_editscore_jsonl(jsonl, limit, allow_absolute_paths)
+        return _checked(Benchmark(fmt, path, items, notes=notes))
+    if fmt == "merbench" and path.exists() and (files := merbench_files(path)) is not None:
+        items, notes = load_merbench_json(files, limit, allow_absolute_paths)
+        return _checked(Benchmark(fmt, path, items, notes=notes))
     if fmt == "pairs" and (jsonl := _pairs_jsonl(path)) is not None:
         items = [BenchItem.from_pair(p) for p in islice(iter_pairs(jsonl), limit)]
         return _checked(Benchmark(fmt, path, items))

@@ -290,6 +290,7 @@ def run_bench(
     dist: Dist | None = None,
     on_item: OnItem | None = None,
     add_to_store: bool = False,
+    allow_absolute_paths: bool = False,
 ) -> dict[str, Any]:
     """Judge the first ``limit`` items of ``dataset`` (all when None) and measure them.
 
@@ -305,7 +306,8 @@ def run_bench(
     # The (limited) dataset is read and validated up front, so a malformed row stops the
     # run before the judging time is spent rather than half-way through it.
     with open_benchmark(dataset, fmt, limit=limit, edits=edits,
-                        live=services.store if store is not None else None) as bench:
+                        live=services.store if store is not None else None,
+                        allow_absolute_paths=allow_absolute_paths) as bench:
         return evaluate(bench, services, backend, by=by, progress=progress, store=store,
                         dist=dist, on_item=on_item, add_to_store=add_to_store)
 
