@@ -259,10 +259,37 @@ class Services(RunServices, LearningServices):
         return Inspection(judgment, src, align_to_source(src.size, edt), evidence, maps)
 
     def judge(
-        self, source: Any, edited: Any, instruction: str | None, backend: str | None = None
+        self, source: Any, edited: Any, instruction: str | None, backend: str | None = None,
+        *, more_sources: Sequence[Any] = (),
     ) -> Judgment:
-        """Judge one edit (no display work: what bench and the CLI call per candidate)."""
-        return self._run(source, edited, instruction, backend)[0]
+        """Judge one edit (no display work: what bench and the CLI call per candidate).
+
+        ``more_sources``: further input images of an edit made from several (MMRB2's
+        multi-image prompts). Only a backend with ``judge_sources`` (``vlm:`` with a
+        protocol that has an ``[sc_multi]`` call) judges those; any other returns a
+        failed judgment that says so, counted like every failure."""
+        if not more_sources:
+            return self._run(source, edited, instruction, backend)[0]
+        text = self.check_instruction(instruction)
+        sources = [self.load(source, "source image")] + [
+            self.load(s, f"source image {k + 2}") for k, s in enumerate(more_sources)]
+        edt = self.load(edited, "edited image")
+        model = self.backend(backend)
+        judge_sources = getattr(model, "judge_sources", None)
+        if judge_sources is None:
+            return Judgment(status="backend_error", backend=model.name,
+                            backend_version=model.version, meta={"sources": len(sources)},
+                            error=f"not supported: {model.name} judges an edit against one "
+                                  f"source image and this edit was made from "
+                                  f"{len(sources)}; a vlm: checkpoint judges all of them")
+        try:
+            judgment: Judgment = judge_sources(sources, edt, text)
+        except Exception as err:  # a backend failure is reported, never turned into a score
+            log.exception("backend %s failed", model.name)
+            judgment = Judgment(status="backend_error", backend=model.name,
+                                backend_version=model.version,
+                                error=f"{type(err).__name__}: {err}")
+        return judgment
 
     def judge_stored(self, item_id: int, candidate: int, backend: str | None = None, *,
                      source: Any = None, edited: Any = None, store: Store | None = None

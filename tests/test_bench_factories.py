@@ -233,8 +233,8 @@ def write_mmrb2(folder: Path) -> Path:
     rows = MMRB2
     return write_parquet(folder / "mmrb2" / "edit" / "test-00000-of-00001.parquet", hf_table({
         "pair_id": ("string", [r[0] for r in rows]),
-        "prompt_text": ("string", ["<image_0> Make the sky purple."] * len(rows)),
-        "prompt_images": ("images", [[hf_image(grey(0)), hf_image(grey(5))] for _ in rows]),
+        "prompt_text": ("string", ["Make the sky purple."] * len(rows)),
+        "prompt_images": ("images", [[hf_image(grey(0))] for _ in rows]),
         "response_a_text": ("string", [""] * len(rows)),
         "response_a_images": ("images", [[hf_image(r[2])] for r in rows]),
         "response_b_text": ("string", [""] * len(rows)),

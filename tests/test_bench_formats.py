@@ -169,7 +169,51 @@ def test_mmrb2_table_and_built_json_agree(tmp_path):
         assert a.ranking == b.ranking and a.category == b.category
         assert [colour(c) for c in a.candidates] == [colour(c) for c in b.candidates]
         assert colour(a.source) == colour(b.source) == grey(0)  # the first prompt image
-    assert table[0].metadata["prompt_images"] == 2 and table[1].ranking == ((1,), (0,))
+    assert table[0].metadata["prompt_images"] == 1 and table[1].ranking == ((1,), (0,))
+    assert table[0].more_sources == built[0].more_sources == ()
+
+
+def test_mmrb2_edits_from_several_images_keep_every_input_and_the_words(tmp_path):
+    from spatialreward.bench.runner import run_bench
+    from spatialreward.config import StudioConfig
+    from spatialreward.service import Services
+    from tests.test_bench_factories import grey, hf_image, hf_table, png, write_parquet
+
+    text = "Put the cup from <image_1> onto the table in <image_2>."
+    path = write_parquet(tmp_path / "multi" / "edit" / "test-00000-of-00001.parquet", hf_table({
+        "pair_id": ("string", ["m1", "s1"]), "prompt_text": ("string", [text, "Make it red."]),
+        "prompt_images": ("images", [[hf_image(grey(0)), hf_image(grey(9))],
+                                     [hf_image(grey(0))]]),
+        "response_a_text": ("string", ["", ""]), "response_b_text": ("string", ["", ""]),
+        "response_a_images": ("images", [[hf_image(grey(200))]] * 2),
+        "response_b_images": ("images", [[hf_image(grey(100))]] * 2),
+        "response_a_model": ("string", ["a", "a"]), "response_b_model": ("string", ["b", "b"]),
+        "chosen": ("string", ["A", "A"]), "prompt_source": ("string", ["x", "x"]),
+        "prompt_metadata": ("string", ["{}"] * 2), "human_annotations": ("string", ["[]"] * 2)}))
+    multi, single = load_items(path)
+    assert multi.instruction == text  # the <image_N> markers stay: they name the inputs
+    assert colour(multi.source) == grey(0) and [colour(s) for s in multi.more_sources] == [
+        grey(9)]
+    assert single.more_sources == ()
+    # the built JSON: every prompt image, the last text part as the instruction
+    root = tmp_path / "built"
+    (root / "im").mkdir(parents=True)
+    for name, level in (("s1", 0), ("s2", 9), ("a", 200), ("b", 100)):
+        (root / "im" / f"{name}.png").write_bytes(png(grey(level)))
+    (root / "edit.json").write_text(json.dumps({"pairs": [{
+        "id": "m1", "chosen": "A", "prompt_source": "x",
+        "prompt_content": [["image", "im/s1.png"], ["text", "ignored"], ["image", "im/s2.png"],
+                           ["text", text]],
+        "response_a": {"response_content": [["image", "im/a.png"]]},
+        "response_b": {"response_content": [["image", "im/b.png"]]}}]}))
+    [built] = load_items(root)
+    assert built.instruction == text and len(built.more_sources) == 1
+    # a backend that judges against one source says so: failed, counted, never a score
+    services = Services(StudioConfig(db=tmp_path / "s.db"))
+    res = run_bench(path, services, "pixel", progress=False)
+    assert res["failed"] == 1 and res["n"] == 2
+    bad = next(it for it in res["items"] if it["id"] == "m1")
+    assert bad["statuses"] == ["backend_error"] * 2 and "not supported" in bad["error"]
 
 
 def test_mmrb2_json_paths_stay_inside_their_folder(tmp_path):

@@ -408,3 +408,24 @@ def test_parse_official_fills_as_the_official_scripts_and_bench_reports_both(bac
     assert summary is not None
     assert (summary["accuracy"], summary["invented_items"], summary["failed"]) == (1.0, 1, 0)
     assert official_parse_summary([right]) is None  # nothing failed: nothing to add
+
+
+def test_an_edit_from_several_images_is_judged_against_all_of_them(backend, pair, tmp_path):
+    source, edited = pair
+    second = source.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    b = backend()
+    call = b.prompts.sc_multi
+    assert call is not None and call.images == ("sources", "edited")
+    request = b.runner.request(call, "put <image_1> into <image_2>", [source, second, edited])
+    assert request.prompt.count("<|vision_start|>") == 3  # both inputs, then the result
+    assert "The first 2 images are the inputs" in request.prompt
+    with b.runner.forced_answers({"sc_multi": SC, "pq": PQ}):
+        j = b.judge_sources([source, second], edited, "put <image_1> into <image_2>")
+    assert j.status == "ok" and j.sc == (21.0, 17.0) and j.meta["sources"] == 2
+    assert j.meta["sc_call"] == "sc_multi"
+    # a protocol without a multi-image call says so; so does a one-source backend
+    plain = backend(prompts="editscore")
+    assert "no [sc_multi]" in (plain.judge_sources([source, second], edited, "x").error or "")
+    services = Services(StudioConfig(db=tmp_path / "s.db"))
+    j = services.judge(source, edited, "x", "pixel", more_sources=[second])
+    assert j.status == "backend_error" and "not supported" in (j.error or "")

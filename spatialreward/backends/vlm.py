@@ -125,6 +125,32 @@ class VLMBackend:
         capture = self.config.attention_queries if self.config.attention_summary else None
         return [j for j, _ in self._judge_outputs(triples, capture)]
 
+    def judge_sources(self, sources: Sequence[Image.Image], edited: Image.Image,
+                      instruction: str) -> Judgment:
+        """Judge an edit made from several input images (MMRB2's multi-image prompts):
+        the protocol's ``[sc_multi]`` call shows every source, then the edit; PQ as
+        usual. A protocol without ``[sc_multi]`` gives a failed judgment that says so."""
+        call = self.prompts.sc_multi
+        if call is None:
+            return Judgment(status="backend_error", backend=self.name,
+                            backend_version=self.version, meta={"sources": len(sources)},
+                            error=f"not supported: protocol {self.prompts.name!r} has no "
+                                  "[sc_multi] call for an edit made from several images")
+        if self.prompts.edit_size == "source" and edited.size != sources[0].size:
+            edited = edited.resize(sources[0].size)
+        n = self.config.samples
+        sc_request = self.runner.request(call, instruction, [*sources, edited])
+        requests = [sc_request] * n
+        if self.prompts.pq is not None:
+            requests += [self.runner.request(self.prompts.pq, instruction, [edited])] * n
+        t0 = time.perf_counter()
+        outputs = self.runner.generate(requests)
+        elapsed = (time.perf_counter() - t0) * 1e3
+        pq = outputs[n:] if self.prompts.pq is not None else None
+        judgment = self._judgment(outputs[:n], pq, elapsed, sources[0].size, edited.size)
+        return dataclasses.replace(judgment, meta={**judgment.meta, "sources": len(sources),
+                                                   "sc_call": "sc_multi"})
+
     def judge_attended(self, source: Image.Image, edited: Image.Image, instruction: str,
                        evidence: PixelEvidence | None = None) -> Attended:
         """The judgment and the attention maps of its own SC call (the

@@ -208,9 +208,6 @@ def _load_merbench(rows: Iterator[_Row], bench: Benchmark, _: Path | None
     return items
 
 
-_PLACEHOLDER = re.compile(r"<image_\d+>")
-
-
 def _chosen(value: Any, where: str) -> Ranking:
     chosen = str(value or "").strip().upper()
     if chosen not in ("A", "B"):
@@ -225,11 +222,13 @@ def _load_mmrb2(rows: Iterator[_Row], bench: Benchmark, _: Path | None) -> list[
         for column in ("prompt_images", "response_a_images", "response_b_images"):
             if row.shape[column] < 1:
                 raise BenchFormatError(f"{where}: {column} holds no image")
-        text = _PLACEHOLDER.sub(" ", str(v["prompt_text"] or ""))
+        n = row.shape["prompt_images"]
         items.append(BenchItem(
             id=str(v["pair_id"]),
-            instruction=_text(" ".join(text.split()), where, "prompt_text"),
+            # verbatim: "<image_1>" markers name the input images, which the judge sees
+            instruction=_text(str(v["prompt_text"] or "").strip(), where, "prompt_text"),
             source=row.image("prompt_images", 0),
+            more_sources=tuple(row.image("prompt_images", i) for i in range(1, n)),
             candidates=(row.image("response_a_images", 0), row.image("response_b_images", 0)),
             ranking=_chosen(v["chosen"], where), category=str(v.get("prompt_source") or ""),
             metadata={"models": [v.get("response_a_model"), v.get("response_b_model")],
@@ -257,8 +256,11 @@ def load_mmrb2_json(file: Path, limit: int | None) -> list[BenchItem]:
                 raise ValueError("the prompt and both responses need an image")
             items.append(BenchItem(
                 id=str(pair["id"]),
-                instruction=_text(" ".join(" ".join(texts).split()), where, "the prompt text"),
+                # the official evaluation's instruction: the last text part, as written
+                instruction=_text(texts[-1].strip() if texts else "", where,
+                                  "the prompt text"),
                 source=resolve_inside(folder, images[0]),
+                more_sources=tuple(resolve_inside(folder, im) for im in images[1:]),
                 candidates=tuple(resolve_inside(folder, r[0]) for r in responses),
                 ranking=_chosen(pair["chosen"], where),
                 category=str(pair.get("prompt_source") or ""),

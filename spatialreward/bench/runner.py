@@ -92,11 +92,13 @@ def _judge(
     cache: dict[CacheKey, Outcome],
     stats: CacheStats | None = None,
 ) -> Outcome:
-    key = (str(item.source), str(candidate), item.instruction)
+    more = tuple(getattr(item, "more_sources", ()))
+    key = ("+".join(str(s) for s in (item.source, *more)), str(candidate), item.instruction)
     if key not in cache:
         try:
             cache[key] = services.judge(image_input(item.source), image_input(candidate),
-                                        item.instruction, backend)
+                                        item.instruction, backend,
+                                        more_sources=[image_input(s) for s in more])
             if stats is not None:
                 stats.judged += 1
         except (ImageError, OSError) as err:
@@ -133,6 +135,9 @@ def _judge_stored(services: Services, backend: str, item: AnyItem,
     item is stored (its judgments need it) but joins the annotation queues only with
     ``add_to_store``."""
     from storage.store import image_sha256
+
+    if getattr(item, "more_sources", ()):
+        return None  # a store item has one source image: judged without the cache
 
     data: list[bytes | None]
     try:

@@ -68,6 +68,9 @@ class BenchItem:
     regions: tuple[Box, ...] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     store_item: int | None = None
+    more_sources: tuple[ImageRef, ...] = ()
+    """Further input images after ``source`` (MMRB2 prompts that combine several): every
+    candidate is judged against all of them."""
 
     @classmethod
     def from_pair(cls, item: PairItem) -> BenchItem:

@@ -109,13 +109,15 @@ def fill(text: str, how: str, *, marker: str = "", fields: dict[str, str] | None
 def import_prompts(path: Path, *, sc: str, pq: str | None = None, like: str = "spatialreward",
                    sc_fill: str = "format", pq_fill: str = "raw", join: str = "\n",
                    marker: str = "", fields: dict[str, str] | None = None,
-                   name: str | None = None) -> str:
+                   name: str | None = None, sc_multi: str | None = None,
+                   sources_field: str = "num_input_images") -> str:
     """The text of a template file with the wording read from ``path`` (see the module)."""
     if like not in builtin_names():
         raise ConfigError(f"--like must be a built-in protocol ({', '.join(builtin_names())})")
     constants = string_constants(path)
 
-    def text_of(names: str, how: str, call: str) -> str:
+    def text_of(names: str, how: str, call: str,
+                extra: dict[str, str] | None = None) -> str:
         parts = []
         for n in (p.strip() for p in names.split(",") if p.strip()):
             if n not in constants:
@@ -123,12 +125,16 @@ def import_prompts(path: Path, *, sc: str, pq: str | None = None, like: str = "s
                 raise ConfigError(f"{path} has no module-level string constant {n!r} "
                                   f"(found: {known})")
             parts.append(constants[n])
-        return fill(join.join(parts), how, marker=marker, fields=fields,
+        return fill(join.join(parts), how, marker=marker, fields={**(fields or {}),
+                                                                   **(extra or {})},
                     where=f"{call} from {path}")
 
     base = load_prompts(like)
     sc_text = text_of(sc, sc_fill, "sc")
     pq_text = text_of(pq, pq_fill, "pq") if pq else None
+    # the multi-image SC names its number of inputs by a format field: ours is {num_sources}
+    multi_text = (text_of(sc_multi, sc_fill, "sc_multi", {sources_field: "{num_sources}"})
+                  if sc_multi else None)
     if pq_text is not None and base.pq is None:
         raise ConfigError(f"--like {like} has no PQ call to put the PQ text in")
     data: dict[str, Any] = {
@@ -140,6 +146,8 @@ def import_prompts(path: Path, *, sc: str, pq: str | None = None, like: str = "s
     }
     if pq_text is not None and base.pq is not None:
         data["pq"] = {"images": list(base.pq.images), "prompt": pq_text}
+    if multi_text is not None:
+        data["sc_multi"] = {"images": ["sources", "edited"], "prompt": multi_text}
     parsed = parse_prompts({**data, "generation": vars(base.generation)}, origin=str(path))
     lines = [f"# Imported by `python -m spatialreward import-prompts` from {path}",
              f"# (constants: sc={sc}{', pq=' + pq if pq else ''}; fill: sc {sc_fill}"
@@ -149,7 +157,7 @@ def import_prompts(path: Path, *, sc: str, pq: str | None = None, like: str = "s
     for key in ("name", "description", "edit_size", "ensemble", "aggregation"):
         lines.append(f"{key} = {json.dumps(data[key], ensure_ascii=False)}")
     lines.append(f"regions = {'true' if data['regions'] else 'false'}")
-    for call in ("sc", "pq"):
+    for call in ("sc", "pq", "sc_multi"):
         if call in data:
             lines += ["", f"[{call}]", f"images = {json.dumps(data[call]['images'])}",
                       f"prompt = {json.dumps(data[call]['prompt'], ensure_ascii=False)}"]
@@ -170,6 +178,11 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--sc", required=True, help="the SC prompt's constant name(s), "
                    "comma-separated when the script joins several")
     p.add_argument("--pq", help="the PQ prompt's constant name(s)")
+    p.add_argument("--sc-multi", help="the multi-image SC prompt's constant name(s) "
+                   "(MMRB2 edits made from several images)")
+    p.add_argument("--sources-field", default="num_input_images",
+                   help="the multi-image prompt's format field for the number of inputs "
+                   "(default num_input_images); it becomes our {num_sources}")
     p.add_argument("--out", required=True, help="the .toml template to write")
     p.add_argument("--like", default="spatialreward",
                    help="built-in protocol whose images, regions, aggregation and decoding "
@@ -197,7 +210,8 @@ def cmd_import_prompts(args: Any) -> int:
         fields[key.strip()] = value
     text = import_prompts(Path(args.file).expanduser(), sc=args.sc, pq=args.pq, like=args.like,
                           sc_fill=args.sc_fill, pq_fill=args.pq_fill, join=args.join,
-                          marker=args.marker, fields=fields, name=args.name)
+                          marker=args.marker, fields=fields, name=args.name,
+                          sc_multi=args.sc_multi, sources_field=args.sources_field)
     out = Path(args.out).expanduser()
     out.write_text(text, encoding="utf-8")
     prompts = load_prompts(out)  # what the backend will read: it must load

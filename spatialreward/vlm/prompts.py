@@ -46,6 +46,8 @@ from ..scoring import AGGREGATORS
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 IMAGE_MARKER = "<image>"
 IMAGE_ROLES = ("source", "edited")
+MULTI_ROLES = ("sources", "edited")
+"""Roles of the ``[sc_multi]`` call: ``sources`` stands for every input image, in order."""
 
 
 @dataclass(frozen=True)
@@ -58,26 +60,33 @@ class Call:
     system: str = ""
     answer_prefix: str = ""
 
-    def text(self, instruction: str) -> str:
-        """The prompt with the instruction filled in (``str.format`` is not used, so the
-        JSON braces of an answer example need no escaping).
+    def text(self, instruction: str, num_sources: int | None = None) -> str:
+        """The prompt with the instruction (and, for ``[sc_multi]``, ``{num_sources}``)
+        filled in (``str.format`` is not used, so the JSON braces of an answer example
+        need no escaping).
 
         >>> Call("sc", ("edited",), 'Do "{instruction}". {"score": [a, b]}').text("x")
         'Do "x". {"score": [a, b]}'
         """
-        return self.prompt.replace("{instruction}", instruction)
+        text = self.prompt
+        if num_sources is not None:
+            text = text.replace("{num_sources}", str(num_sources))
+        return text.replace("{instruction}", instruction)
 
-    def messages(self, instruction: str) -> list[dict[str, Any]]:
-        """Chat messages in the transformers format, images as ``{"type": "image"}`` parts.
+    def messages(self, instruction: str, num_images: int | None = None
+                 ) -> list[dict[str, Any]]:
+        """Chat messages in the transformers format, images as ``{"type": "image"}`` parts
+        (``num_images``: how many a ``[sc_multi]`` call shows).
 
         >>> Call("pq", ("edited",), "Rate it.").messages("")[0]["content"]
         [{'type': 'image'}, {'type': 'text', 'text': 'Rate it.'}]
         """
-        text = self.text(instruction)
+        sources = None if num_images is None else num_images - 1
+        text = self.text(instruction, sources)
         pieces = text.split(IMAGE_MARKER)
         content: list[dict[str, Any]] = []
         if len(pieces) == 1:  # no markers: all images first, then the text
-            content += [{"type": "image"} for _ in self.images]
+            content += [{"type": "image"} for _ in range(num_images or len(self.images))]
             content.append({"type": "text", "text": text})
         else:
             for k, piece in enumerate(pieces):
@@ -122,6 +131,8 @@ class Prompts:
     edit_size: str = "as_is"
     ensemble: str = "mean_scores"
     generation: Generation = Generation()
+    sc_multi: Call | None = None
+    """The SC call for an edit made from several input images (optional)."""
 
     @property
     def calls(self) -> tuple[Call, ...]:
@@ -140,8 +151,8 @@ class Prompts:
         ...     "prompt": a.pq.prompt}}).wording_sha256
         True
         """
-        parts = [[c.name, list(c.images), c.system, c.prompt, c.answer_prefix]
-                 for c in self.calls]
+        calls = self.calls if self.sc_multi is None else (*self.calls, self.sc_multi)
+        parts = [[c.name, list(c.images), c.system, c.prompt, c.answer_prefix] for c in calls]
         return hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode()).hexdigest()
 
     def record(self) -> dict[str, str]:
@@ -189,7 +200,7 @@ def parse_prompts(data: dict[str, Any], *, origin: str = "<dict>", digest: str =
     """Validate a protocol given as a dict (what the TOML file holds)."""
     where = f"template {origin}"
     unknown = set(data) - {"name", "description", "regions", "aggregation", "sc", "pq",
-                           "edit_size", "ensemble", "generation"}
+                           "sc_multi", "edit_size", "ensemble", "generation"}
     if unknown:
         raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
     if "sc" not in data:
@@ -207,6 +218,14 @@ def parse_prompts(data: dict[str, Any], *, origin: str = "<dict>", digest: str =
     if "{instruction}" not in sc.prompt:
         raise ConfigError(f"{where}: the [sc] prompt must contain {{instruction}}")
     pq = _call("pq", data["pq"], where) if "pq" in data else None
+    sc_multi = _call("sc_multi", data["sc_multi"], where, MULTI_ROLES) \
+        if "sc_multi" in data else None
+    if sc_multi is not None:
+        if IMAGE_MARKER in sc_multi.prompt or sc_multi.images != MULTI_ROLES:
+            raise ConfigError(f'{where}: [sc_multi] shows images = ["sources", "edited"] '
+                              f"before its text, without {IMAGE_MARKER} markers")
+        if "{instruction}" not in sc_multi.prompt:
+            raise ConfigError(f"{where}: the [sc_multi] prompt must contain {{instruction}}")
     edit_size, ensemble = data.get("edit_size", "as_is"), data.get("ensemble", "mean_scores")
     for key, value, allowed in (("edit_size", edit_size, EDIT_SIZES),
                                 ("ensemble", ensemble, ENSEMBLES)):
@@ -217,7 +236,7 @@ def parse_prompts(data: dict[str, Any], *, origin: str = "<dict>", digest: str =
                    aggregation=aggregation, description=str(data.get("description", "")),
                    origin=origin, digest=digest or hashlib.sha256(repr(data).encode()).hexdigest(),
                    edit_size=edit_size, ensemble=ensemble,
-                   generation=_generation(data.get("generation", {}), where))
+                   generation=_generation(data.get("generation", {}), where), sc_multi=sc_multi)
 
 
 def _generation(section: Any, where: str) -> Generation:
@@ -238,7 +257,8 @@ def _generation(section: Any, where: str) -> Generation:
     return g
 
 
-def _call(name: str, section: Any, where: str) -> Call:
+def _call(name: str, section: Any, where: str,
+          roles: tuple[str, ...] = IMAGE_ROLES) -> Call:
     if not isinstance(section, dict):
         raise ConfigError(f"{where}: [{name}] must be a table")
     unknown = set(section) - {"images", "prompt", "system", "answer_prefix"}
@@ -246,9 +266,9 @@ def _call(name: str, section: Any, where: str) -> Call:
         raise ConfigError(f"{where}: unknown keys in [{name}]: {sorted(unknown)}")
     images = section.get("images")
     if (not isinstance(images, list) or not images
-            or any(i not in IMAGE_ROLES for i in images) or len(set(images)) != len(images)):
+            or any(i not in roles for i in images) or len(set(images)) != len(images)):
         raise ConfigError(f"{where}: [{name}] images must be a non-empty list of distinct "
-                          f"names from {list(IMAGE_ROLES)}, got {images!r}")
+                          f"names from {list(roles)}, got {images!r}")
     prompt = section.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
         raise ConfigError(f"{where}: [{name}] needs a prompt")

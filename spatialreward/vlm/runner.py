@@ -125,8 +125,9 @@ class Runner:
 
     # -- prompts ---------------------------------------------------------------------------
     def request(self, call: Call, instruction: str, images: Sequence[Image.Image]) -> Request:
-        prompt = render_prompt(self.tokenizer, self.chat_template, call.messages(instruction),
-                               call.answer_prefix)
+        shown = len(images) if "sources" in call.images else None  # [sc_multi]: N + 1
+        prompt = render_prompt(self.tokenizer, self.chat_template,
+                               call.messages(instruction, shown), call.answer_prefix)
         return Request(call.name, prompt, tuple(images), call.answer_prefix)
 
     def batch(self, requests: Sequence[Request]) -> Batch:
