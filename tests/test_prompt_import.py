@@ -72,6 +72,11 @@ def test_fields_markers_joins_and_clear_refusals(script):
     assert tomllib.loads(text)["sc"]["prompt"] == "2 inputs. Task: {instruction}\n"
     with pytest.raises(ConfigError, match="num_images"):
         import_prompts(path, sc="MULTI")
+    # as the multi-image SC call, the count field becomes ours, filled per edit
+    multi = tomllib.loads(import_prompts(path, sc="SC_TEMPLATE", sc_multi="MULTI",
+                                         sources_field="num_images"))
+    assert multi["sc_multi"] == {"images": ["sources", "edited"],
+                                 "prompt": "{num_sources} inputs. Task: {instruction}\n"}
     joined = import_prompts(path, sc="RULE_A,RULE_B", sc_fill="replace",
                             marker="<instruction>", like="editscore")
     data = tomllib.loads(joined)
