@@ -181,6 +181,31 @@ def _train_from_store(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve_reward(args: argparse.Namespace) -> int:
+    from .reward_server import LOOPBACK, serve
+    from .service import Services
+
+    services = Services(StudioConfig.from_env(backend=args.backend))
+    backend = args.backend or services.config.backend
+    server = serve(services, backend, host=args.host, port=args.port,
+                   pickle_compat=args.pickle_compat, batch_size=args.batch,
+                   max_queue=args.max_queue, threshold=args.threshold)
+    host, port = (str(v) for v in server.server_address[:2])
+    print(f"serving rewards from {backend} on http://{host}:{port} (POST /v1/reward"
+          + (", pickled POST /" if args.pickle_compat else "") + ")", flush=True)
+    if args.pickle_compat and args.host not in LOOPBACK:
+        print("warning: --pickle-compat on a non-local address: requests are decoded by a "
+              "restricted unpickler, but anyone who reaches this port can use the judge",
+              file=sys.stderr)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
 def cmd_backends(args: argparse.Namespace) -> int:
     from .backends import available
 
@@ -296,6 +321,28 @@ def build_parser() -> argparse.ArgumentParser:
     store_flags.add_argument("--min-holdout-pairs", type=int,
                              help="fewest hold-out pair votes accepted (default 10)")
     train_reward.set_defaults(func=cmd_train_reward)
+
+    serve_reward = sub.add_parser(
+        "serve-reward", help="serve rewards over HTTP to an RL trainer (JSON, or the official "
+        "reward clients' pickled requests with --pickle-compat)",
+        description="Judge edits sent by an RL trainer: POST /v1/reward (JSON, base64 "
+        "images), GET /ping, GET /health. --pickle-compat also answers the pickled "
+        "requests of EditScore's OmniGen2-RL / SpatialReward's reward client on POST /, "
+        "decoded by a restricted unpickler (spatialreward/reward_server.py).")
+    serve_reward.add_argument("--backend", default=None,
+                              help="reward-model backend spec (default: mini)")
+    serve_reward.add_argument("--host", default="127.0.0.1",
+                              help="bind address (default 127.0.0.1: this machine only)")
+    serve_reward.add_argument("--port", type=int, default=8780, help="port (default 8780)")
+    serve_reward.add_argument("--pickle-compat", action="store_true",
+                              help="also accept the official clients' pickled requests")
+    serve_reward.add_argument("--batch", type=int, default=16,
+                              help="edits judged together (default 16)")
+    serve_reward.add_argument("--max-queue", type=int, default=64,
+                              help="requests that may wait; beyond it 503 (default 64)")
+    serve_reward.add_argument("--threshold", type=float, default=0.5,
+                              help="reward at or above which score = 1 (default 0.5)")
+    serve_reward.set_defaults(func=cmd_serve_reward)
 
     backends = sub.add_parser("backends", help="list the reward-model backends")
     backends.set_defaults(func=cmd_backends)

@@ -291,6 +291,27 @@ class Services(RunServices, LearningServices):
                                 error=f"{type(err).__name__}: {err}")
         return judgment
 
+    def judge_batch(self, triples: Sequence[tuple[Image.Image, Image.Image, str]],
+                    backend: str | None = None, *, batch: int = 16) -> list[Judgment]:
+        """Judge loaded (source, edited, instruction) triples in batches of ``batch``
+        (``judge_many`` when the backend has it): the reward server's path. A backend
+        that raises fails its batch with ``backend_error``, never a score."""
+        model = self.backend(backend)
+        many = getattr(model, "judge_many", None)
+        out: list[Judgment] = []
+        for start in range(0, len(triples), batch):
+            part = list(triples[start:start + batch])
+            try:
+                got = list(many(part)) if many is not None else [
+                    model.judge(s, e, t) for s, e, t in part]
+            except Exception as err:  # reported per edit, never turned into a score
+                log.exception("backend %s failed", model.name)
+                got = [Judgment(status="backend_error", backend=model.name,
+                                backend_version=model.version,
+                                error=f"{type(err).__name__}: {err}") for _ in part]
+            out.extend(got)
+        return out
+
     def judge_stored(self, item_id: int, candidate: int, backend: str | None = None, *,
                      source: Any = None, edited: Any = None, store: Store | None = None
                      ) -> tuple[Judgment, bool]:
