@@ -30,6 +30,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import math
 import pickle
 import queue
@@ -49,6 +50,7 @@ from .safe_pickle import safe_loads
 Triple = tuple[Image.Image, Image.Image, str]
 JudgeFn = Callable[[Sequence[Triple]], list[Judgment]]
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+log = logging.getLogger(__name__)
 
 
 class ServerBusy(StudioError):
@@ -206,7 +208,8 @@ def _judge_decoded(engine: RewardEngine, decoded: list[Triple | str]) -> list[Ju
 def make_handler(engine: RewardEngine, load: Callable[[Any, str], Image.Image], *,
                  info: dict[str, Any], pickle_compat: bool = False,
                  max_body: int = 256 * 1024**2,
-                 on_call: Callable[[dict[str, Any]], None] | None = None) -> type:
+                 on_call: Callable[[dict[str, Any], list[Triple | str], list[Judgment]], None]
+                 | None = None) -> type:
     """The request handler class of a server around ``engine``."""
 
     class Handler(BaseHTTPRequestHandler):
@@ -281,21 +284,55 @@ def make_handler(engine: RewardEngine, load: Callable[[Any, str], Image.Image], 
                 self._json(400, {"error": str(err)})
                 return
             if on_call is not None:
-                on_call({**fields, "items": len(judgments),
-                         "failed": sum(not j.ok for j in judgments),
-                         "rewards": [j.reward for j in judgments],
-                         "latency_ms": round((time.perf_counter() - t0) * 1e3, 1)})
+                try:
+                    on_call({**fields, "latency_ms": (time.perf_counter() - t0) * 1e3},
+                            decoded, judgments)
+                except Exception:  # recording must never fail the trainer's call
+                    log.exception("could not record a reward call")
 
     return Handler
 
 
+class CallRecorder:
+    """Every reward call as a step of one external run in the store (``record=True``):
+    the step is the request's ``step`` when it sends one, else the call's number."""
+
+    def __init__(self, services: Any, run_id: int, samples: int = 1) -> None:
+        self.services, self.run_id, self.samples = services, run_id, samples
+        self.calls = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, fields: dict[str, Any], decoded: list[Triple | str],
+                 judgments: list[Judgment]) -> None:
+        with self._lock:
+            self.calls += 1
+            step = fields.get("step")
+            step = int(step) if isinstance(step, (int, float)) else self.calls
+            triples = [None if isinstance(d, str) else d for d in decoded]
+            self.services.record_reward_call(self.run_id, step, triples, judgments,
+                                             fields["latency_ms"], samples=self.samples)
+
+
 def serve(services: Any, backend: str, *, host: str = "127.0.0.1", port: int = 8780,
           pickle_compat: bool = False, batch_size: int = 16, max_queue: int = 64,
-          threshold: float = 0.5) -> ThreadingHTTPServer:
-    """A started-on-demand server (call ``serve_forever``) judging with ``backend``."""
+          threshold: float = 0.5, record: bool = True,
+          name: str = "") -> ThreadingHTTPServer:
+    """A started-on-demand server (call ``serve_forever``) judging with ``backend``; with
+    ``record`` every call is logged as a step of a new external run in the store
+    (``server.run_id``)."""
     model = services.backend(backend)  # an unknown backend fails before binding
     engine = RewardEngine(services_judge(services, backend, batch_size),
                           batch_size=batch_size, max_queue=max_queue, threshold=threshold)
+    recorder = None
+    if record:
+        run_id = services.open_external_run(name or f"serve-reward {backend}", {
+            "backend": backend, "version": model.version, "host": host, "port": port,
+            "pickle_compat": pickle_compat, "threshold": threshold})
+        recorder = CallRecorder(services, run_id)
     handler = make_handler(engine, services.load, pickle_compat=pickle_compat,
-                           info={"backend": backend, "version": model.version})
-    return ThreadingHTTPServer((host, port), handler)
+                           info={"backend": backend, "version": model.version,
+                                 "run_id": None if recorder is None else recorder.run_id},
+                           on_call=recorder)
+    server = ThreadingHTTPServer((host, port), handler)
+    server.run_id = None if recorder is None else recorder.run_id  # type: ignore[attr-defined]
+    return server

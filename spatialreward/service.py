@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -311,6 +311,36 @@ class Services(RunServices, LearningServices):
                                 error=f"{type(err).__name__}: {err}") for _ in part]
             out.extend(got)
         return out
+
+    def open_external_run(self, name: str, config: Mapping[str, Any]) -> int:
+        """A run of kind ``external`` in the store: a trainer elsewhere calling the reward
+        server. Its reward calls become metrics and samples (:meth:`record_reward_call`)."""
+        run_id = self.store.create_run("external", name, config)
+        self.store.update_run(run_id, status="running")
+        return run_id
+
+    def record_reward_call(self, run_id: int, step: int,
+                           triples: Sequence[tuple[Image.Image, Image.Image, str] | None],
+                           judgments: Sequence[Judgment], latency_ms: float, *,
+                           samples: int = 1) -> None:
+        """One reward call of an external run: its mean reward, failures, size and latency
+        as the metrics of ``step``, and its first ``samples`` judged edits (with their
+        rewards) as stored samples the Train tab and the annotators can look at.
+        ``triples[k]`` is None for an item that could not be read (it counts as failed)."""
+        rewards = [j.reward for j in judgments if j.reward is not None]
+        values = {"items": float(len(judgments)), "latency_ms": float(latency_ms),
+                  "reward_failed": float(sum(not j.ok for j in judgments))}
+        if rewards:
+            values["reward_mean"] = float(np.mean(rewards))
+        self.store.log_metrics(run_id, step, values)
+        kept = 0
+        for triple, j in zip(triples, judgments, strict=True):
+            if kept >= samples:
+                break
+            if triple is not None and j.reward is not None:
+                src, edt, text = triple
+                self.store.add_rl_sample(run_id, step, text, src, [edt], [j.reward])
+                kept += 1
 
     def judge_stored(self, item_id: int, candidate: int, backend: str | None = None, *,
                      source: Any = None, edited: Any = None, store: Store | None = None

@@ -14,7 +14,7 @@ from sqlite_utils import Database, Migrations
 
 migrations = Migrations("spatialreward-studio")
 
-SCHEMA_VERSION = 7  # number of migrations below; `db stats` reports the applied count
+SCHEMA_VERSION = 8  # number of migrations below; `db stats` reports the applied count
 
 
 @migrations()
@@ -444,3 +444,15 @@ def m007_kinds(db: Database) -> None:
             BEGIN SELECT RAISE(ABORT, 'a simulated annotator cannot have a password');
             END""")
     _edit_runs_check(db, _RUN_KINDS_V1, _RUN_KINDS_V7, "kind")
+
+
+_RUN_KINDS_V8 = "CHECK (kind IN ('bench', 'rl', 'reward', 'external'))"
+
+
+@migrations()
+def m008_external_runs(db: Database) -> None:
+    """Runs get the kind ``external``: a training run on another machine (a GPU trainer)
+    that called the Studio's reward server; its reward calls are its metrics and its
+    stored samples. Only the ``runs`` CHECK changes, edited in place as in
+    :func:`m007_kinds`."""
+    _edit_runs_check(db, _RUN_KINDS_V7, _RUN_KINDS_V8, "kind")

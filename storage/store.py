@@ -75,7 +75,9 @@ __all__ = [
     "image_sha256", "now", "replace_surrogates"]
 
 DEFAULT_DB = Path("data/studio.db")
-RUN_KINDS = ("bench", "rl", "reward")  # reward: a fine-tune of the reward model
+RUN_KINDS = ("bench", "rl", "reward", "external")
+"""reward: a fine-tune of the reward model; external: a trainer elsewhere calling the
+Studio's reward server (its calls are the run's metrics)."""
 RUN_STATUSES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
 # An item is in the annotation queues when some add of it queued it.
 _QUEUED = "EXISTS (SELECT 1 FROM item_sources s WHERE s.item_id = items.id AND s.queued)"

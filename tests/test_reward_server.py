@@ -105,6 +105,28 @@ def test_the_official_reward_client_gets_rewards_for_a_batch(servers, pair):
     assert json.loads(answer["meta_data"][1])["id"] == 1 and answer["statuses"] == ["ok"] * 2
 
 
+def test_every_call_is_recorded_as_a_step_of_an_external_run(tmp_path, pair):
+    services = Services(StudioConfig(db=tmp_path / "s.db"))
+    server = serve(services, "pixel", port=0, name="omnigen2-grpo")
+    url = start(server)
+    source, edited = pair
+    for step in (10, 11):
+        body = json.dumps({"step": step, "items": [
+            {"source": png(source), "edited": png(edited), "instruction": "make it red"},
+            {"source": png(source), "edited": "!!", "instruction": "make it red"}]}).encode()
+        assert post(url + "/v1/reward", body, "application/json")[0] == 200
+    server.shutdown()
+    server.server_close()
+    run = services.store.run(server.run_id)
+    assert run["kind"] == "external" and run["name"] == "omnigen2-grpo"
+    metrics = services.store.metrics(server.run_id)
+    by = {(m["key"], m["step"]): m["value"] for m in metrics}
+    assert by[("items", 10)] == 2 and by[("reward_failed", 11)] == 1  # the bad image counts
+    assert 0 <= by[("reward_mean", 10)] <= 1 and by[("latency_ms", 10)] > 0
+    samples = services.store.rl_samples(server.run_id)
+    assert [s["step"] for s in samples] == [10, 11] and samples[0]["instruction"] == "make it red"
+
+
 class _Hostile:
     def __init__(self, command: str) -> None:
         self.command = command

@@ -74,7 +74,7 @@ def test_m007_upgrades_an_old_store_and_keeps_every_run_metric_and_sample(tmp_pa
 
     store = Store.open(path)
     conn = store.db.conn
-    assert store.schema_version == SCHEMA_VERSION == 7
+    assert store.schema_version == SCHEMA_VERSION == 8
     for table, old in rows.items():
         assert conn.execute(f"SELECT * FROM {table} ORDER BY rowid").fetchall() == old
     assert objects <= _schema(conn)  # every index and trigger is still there
@@ -87,6 +87,8 @@ def test_m007_upgrades_an_old_store_and_keeps_every_run_metric_and_sample(tmp_pa
     run = store.create_run("reward", "mini from votes", {"base": "mini"})
     store.log_metrics(run, 0, {"holdout_accuracy": 0.8})
     assert store.run(run)["kind"] == "reward" and store.metrics(run)[0]["value"] == 0.8
+    external = store.create_run("external", "a GPU trainer's reward calls", {})  # m008
+    assert store.run(external)["kind"] == "external"
     with pytest.raises(sqlite3.IntegrityError):  # the CHECK still refuses other kinds
         conn.execute("INSERT INTO runs (kind, name, config, status, created_at) "
                      "VALUES ('other', 'x', '{}', 'queued', 'now')")

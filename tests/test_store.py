@@ -63,7 +63,7 @@ def counts(store: Store) -> dict[str, int]:
 def test_open_applies_migrations_once_and_sets_pragmas(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "studio.db"
     s = Store.open(path)
-    assert s.schema_version == SCHEMA_VERSION == 7
+    assert s.schema_version == SCHEMA_VERSION == 8
     assert s.db.journal_mode == "wal"
     assert s.db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert s.db.execute("PRAGMA busy_timeout").fetchone()[0] >= 1000
@@ -73,7 +73,7 @@ def test_open_applies_migrations_once_and_sets_pragmas(tmp_path: Path) -> None:
     rows = list(again.db["_sqlite_migrations"].rows)
     assert [r["name"] for r in rows] == [
         "m001_initial", "m002_flags", "m003_no_replace", "m004_interrupted_runs",
-        "m005_restores", "m006_content_items", "m007_kinds"]
+        "m005_restores", "m006_content_items", "m007_kinds", "m008_external_runs"]
     again.close()
 
 
