@@ -185,14 +185,18 @@ def cmd_serve_reward(args: argparse.Namespace) -> int:
     from .reward_server import LOOPBACK, serve
     from .service import Services
 
-    services = Services(StudioConfig.from_env(backend=args.backend))
+    services = Services(StudioConfig.from_env(backend=args.backend, db=args.db))
     backend = args.backend or services.config.backend
     server = serve(services, backend, host=args.host, port=args.port,
                    pickle_compat=args.pickle_compat, batch_size=args.batch,
-                   max_queue=args.max_queue, threshold=args.threshold)
+                   max_queue=args.max_queue, threshold=args.threshold, record=args.record,
+                   name=args.name)
     host, port = (str(v) for v in server.server_address[:2])
     print(f"serving rewards from {backend} on http://{host}:{port} (POST /v1/reward"
           + (", pickled POST /" if args.pickle_compat else "") + ")", flush=True)
+    if server.run_id is not None:  # type: ignore[attr-defined]
+        print(f"recording the calls as external run {server.run_id} in "  # type: ignore[attr-defined]
+              f"{services.config.db}", flush=True)
     if args.pickle_compat and args.host not in LOOPBACK:
         print("warning: --pickle-compat on a non-local address: requests are decoded by a "
               "restricted unpickler, but anyone who reaches this port can use the judge",
@@ -342,6 +346,12 @@ def build_parser() -> argparse.ArgumentParser:
                               help="requests that may wait; beyond it 503 (default 64)")
     serve_reward.add_argument("--threshold", type=float, default=0.5,
                               help="reward at or above which score = 1 (default 0.5)")
+    serve_reward.add_argument("--name", default="",
+                              help="name of the external run the calls are recorded in")
+    serve_reward.add_argument("--no-record", dest="record", action="store_false",
+                              help="do not record the calls in the store")
+    serve_reward.add_argument("--db", default=None,
+                              help="the store (default: $STUDIO_DB, else data/studio.db)")
     serve_reward.set_defaults(func=cmd_serve_reward)
 
     backends = sub.add_parser("backends", help="list the reward-model backends")
