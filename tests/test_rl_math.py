@@ -176,14 +176,16 @@ def test_shipped_configs_load_and_the_docs_name_every_command():
 
     root = Path(__file__).resolve().parents[1]
     specs = [RLConfig.from_file(root / "configs" / f"rl-{n}.json").rewards[0].backend
-             for n in ("mini", "global", "pixel")]
-    assert specs == ["mini", "mini:data/runs/mini-global", "pixel"]
+             for n in ("mini", "global", "pixel", "loop", "hacked")]
+    assert specs == ["mini", "mini:data/runs/mini-global", "pixel",
+                     "mini:data/experiments/learning2/mini-votes-all-tie-2000", "pixel"]
     assert EditorTrainConfig.from_file(root / "configs" / "editor.json").model == EditorConfig()
     for cls in (RLConfig, EditorTrainConfig, EditorConfig):
         assert all(f.metadata.get("help") for f in fields(cls)), cls
     doc = (root / "docs" / "rl.md").read_text()
     for command in ("train-editor --config configs/editor.json", "rl --config configs/rl-mini.json",
                     "rl --config configs/rl-global.json", "rl --config configs/rl-pixel.json",
+                    "rl --config configs/rl-loop.json", "rl --config configs/rl-hacked.json",
                     "eval-editor --policy"):
         assert f"python -m spatialreward {command}" in doc, command
     assert "benchmarks/rl_step.py" in doc and "benchmarks/reward_signal.py" in doc
