@@ -24,7 +24,7 @@ valid Unicode (encodable as UTF-8, so no lone surrogate) and within the limits
 >>> import sqlite_utils
 >>> store = Store(sqlite_utils.Database(memory=True), data_dir=None)
 >>> store.schema_version
-7
+8
 """
 
 from __future__ import annotations
@@ -75,9 +75,8 @@ __all__ = [
     "image_sha256", "now", "replace_surrogates"]
 
 DEFAULT_DB = Path("data/studio.db")
-RUN_KINDS = ("bench", "rl", "reward", "external")
-"""reward: a fine-tune of the reward model; external: a trainer elsewhere calling the
-Studio's reward server (its calls are the run's metrics)."""
+RUN_KINDS = ("bench", "rl", "reward", "external")  # reward: a fine-tune from votes;
+# external: a trainer elsewhere calling serve-reward (its calls are the run's metrics)
 RUN_STATUSES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
 # An item is in the annotation queues when some add of it queued it.
 _QUEUED = "EXISTS (SELECT 1 FROM item_sources s WHERE s.item_id = items.id AND s.queued)"

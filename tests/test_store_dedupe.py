@@ -251,7 +251,7 @@ def old_store() -> tuple[sqlite_utils.Database, dict[str, int]]:
 def test_the_migration_merges_duplicates_and_loses_nothing() -> None:
     db, ids = old_store()
     store = Store(db)
-    assert store.schema_version == schema.SCHEMA_VERSION == 7
+    assert store.schema_version == schema.SCHEMA_VERSION == 8
     kept = ids["item-0"]  # the dataset's copy keeps its id and its name
     assert store.item_ids() == [kept, ids["other"], ids["item-9"]]
     item = store.item(kept)

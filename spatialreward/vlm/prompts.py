@@ -145,7 +145,7 @@ class Prompts:
         comments or layout) share it, so a run can be checked against the official
         wording without shipping that wording.
 
-        >>> a = load_prompts("spatialreward")
+        >>> a = load_prompts("editscore")
         >>> a.wording_sha256 == parse_prompts({"sc": {"images": list(a.sc.images),
         ...     "prompt": a.sc.prompt}, "pq": {"images": list(a.pq.images),
         ...     "prompt": a.pq.prompt}}).wording_sha256
