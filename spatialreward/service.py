@@ -23,7 +23,7 @@ from storage import datasets
 
 from . import access, backends
 from .access import LOCAL_ROLE, LoginThrottle
-from .backends.base import Backend
+from .backends.base import Backend, failed_judgment, judge_in_batches
 from .bench import runs as bench_runs
 from .config import StudioConfig
 from .errors import (
@@ -238,12 +238,7 @@ class Services(RunServices, LearningServices):
                 judgment = model.judge(src, edt, text, evidence=evidence)
         except Exception as err:  # a backend failure is reported, never turned into a score
             log.exception("backend %s failed", model.name)
-            judgment = Judgment(
-                status="backend_error",
-                backend=model.name,
-                backend_version=model.version,
-                error=f"{type(err).__name__}: {err}",
-            )
+            judgment = failed_judgment(model, err)
         t2 = time.perf_counter()
         return (_with_frame_info(judgment, src, edt, t1 - t0, t2 - t1), src, edt, evidence,
                 maps)
@@ -286,9 +281,7 @@ class Services(RunServices, LearningServices):
             judgment: Judgment = judge_sources(sources, edt, text)
         except Exception as err:  # a backend failure is reported, never turned into a score
             log.exception("backend %s failed", model.name)
-            judgment = Judgment(status="backend_error", backend=model.name,
-                                backend_version=model.version,
-                                error=f"{type(err).__name__}: {err}")
+            judgment = failed_judgment(model, err)
         return judgment
 
     def judge_batch(self, triples: Sequence[tuple[Image.Image, Image.Image, str]],
@@ -296,21 +289,7 @@ class Services(RunServices, LearningServices):
         """Judge loaded (source, edited, instruction) triples in batches of ``batch``
         (``judge_many`` when the backend has it): the reward server's path. A backend
         that raises fails its batch with ``backend_error``, never a score."""
-        model = self.backend(backend)
-        many = getattr(model, "judge_many", None)
-        out: list[Judgment] = []
-        for start in range(0, len(triples), batch):
-            part = list(triples[start:start + batch])
-            try:
-                got = list(many(part)) if many is not None else [
-                    model.judge(s, e, t) for s, e, t in part]
-            except Exception as err:  # reported per edit, never turned into a score
-                log.exception("backend %s failed", model.name)
-                got = [Judgment(status="backend_error", backend=model.name,
-                                backend_version=model.version,
-                                error=f"{type(err).__name__}: {err}") for _ in part]
-            out.extend(got)
-        return out
+        return judge_in_batches(self.backend(backend), triples, batch)
 
     def open_external_run(self, name: str, config: Mapping[str, Any]) -> int:
         """A run of kind ``external`` in the store: a trainer elsewhere calling the reward

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -12,6 +14,7 @@ if TYPE_CHECKING:
     from ..judgment import Judgment, Region
     from ..regions import PixelEvidence
 
+log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Attended:
@@ -74,3 +77,31 @@ def global_region(region_id: int, description: str) -> tuple[Region, str]:
 
     return (Region(id=region_id, label=GLOBAL_LABEL, bbox_2d=(0, 0, 1000, 1000)),
             f"{description[0].upper()}{description[1:]}.")
+
+
+def failed_judgment(backend: Backend, err: BaseException) -> Judgment:
+    """The ``backend_error`` judgment of a backend that raised: the error kept, no score."""
+    from ..judgment import Judgment
+
+    return Judgment(status="backend_error", backend=backend.name,
+                    backend_version=backend.version, error=f"{type(err).__name__}: {err}")
+
+
+def judge_in_batches(backend: Backend,
+                     triples: Sequence[tuple[Image.Image, Image.Image, str]],
+                     batch: int) -> list[Judgment]:
+    """Judge (source, edited, instruction) triples ``batch`` at a time, through the
+    backend's ``judge_many`` when it has one. A batch whose call raises fails each of its
+    edits with :func:`failed_judgment` (logged), never with a made-up score."""
+    many = getattr(backend, "judge_many", None)
+    out: list[Judgment] = []
+    for start in range(0, len(triples), batch):
+        part = list(triples[start:start + batch])
+        try:
+            got = list(many(part)) if many is not None else [
+                backend.judge(s, e, t) for s, e, t in part]
+        except Exception as err:  # reported per edit, never turned into a score
+            log.exception("backend %s failed", backend.name)
+            got = [failed_judgment(backend, err) for _ in part]
+        out.extend(got)
+    return out

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from ..backends import create
-from ..backends.base import Backend
+from ..backends.base import Backend, judge_in_batches
 from ..judgment import Judgment
 from .config import ORACLE, RewardTerm
 from .groundtruth import GroundTruth, ground_truth
@@ -75,24 +75,6 @@ class RewardMix:
             img = img.resize((self.judge_size, self.judge_size), Image.Resampling.BICUBIC)
         return img
 
-    def _judge(self, backend: Backend, triples: list[tuple[Image.Image, Image.Image, str]]
-               ) -> list[Judgment]:
-        out: list[Judgment] = []
-        many = getattr(backend, "judge_many", None)
-        for start in range(0, len(triples), self.batch):
-            part = triples[start:start + self.batch]
-            try:
-                if many is not None:
-                    got = list(many(part))
-                else:
-                    got = [backend.judge(s, e, t) for s, e, t in part]
-            except Exception as err:  # reported and excluded, never a made-up score
-                got = [Judgment(status="backend_error", backend=backend.name,
-                                backend_version=backend.version,
-                                error=f"{type(err).__name__}: {err}") for _ in part]
-            out.extend(got)
-        return out
-
     def score(self, prompts: Sequence[EditPrompt], images: np.ndarray) -> RewardBatch:
         """Reward and ground truth of ``images[k]`` ((N, S, S, 3) uint8) as the edit of
         ``prompts[k]``."""
@@ -108,7 +90,7 @@ class RewardMix:
             if term.backend == ORACLE:
                 got = [_oracle_judgment(t) for t in truth]
             else:
-                got = self._judge(self.backends[term.backend], triples)
+                got = judge_in_batches(self.backends[term.backend], triples, self.batch)
             for k, j in enumerate(got):
                 judgments[k][term.backend] = j
         per_term = {t.backend: np.array([np.nan if judgments[k][t.backend].reward is None
