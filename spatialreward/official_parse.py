@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,3 +88,13 @@ def official_score(text: str | None) -> OfficialScore:
     if len(numbers) == 1:
         return OfficialScore((numbers[0], numbers[0]), "duplicated")
     return OfficialScore((numbers[0], numbers[1]), "parsed" if len(numbers) == 2 else "truncated")
+
+
+def in_range(pair: Sequence[float]) -> tuple[float, float]:
+    """An official reading clamped into the Judgment contract's 0..25 (the official scripts
+    do not clamp; a value outside is rare and said where it happens).
+
+    >>> in_range([30.0, -1.0])
+    (25.0, 0.0)
+    """
+    return (min(25.0, max(0.0, float(pair[0]))), min(25.0, max(0.0, float(pair[1]))))

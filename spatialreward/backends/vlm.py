@@ -28,7 +28,7 @@ from PIL import Image
 
 from ..errors import ConfigError, InputError
 from ..judgment import Judgment
-from ..official_parse import official_score
+from ..official_parse import in_range, official_score
 from ..protocol import parse_judgment
 from ..regions import PixelEvidence
 from ..vlm.attention import AttentionMaps, RawAttention, build_maps, summarise
@@ -102,12 +102,17 @@ class VLMBackend:
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
 
     # -- judging -------------------------------------------------------------------------
+    def _sized(self, edited: Image.Image, source: Image.Image) -> Image.Image:
+        """The edit as the protocol shows it: resized to the source's size under
+        ``edit_size = "source"`` (EditScore, GEdit-Bench; Pillow's default filter, as
+        their evaluation code resizes), else as it is."""
+        if self.prompts.edit_size == "source" and edited.size != source.size:
+            return edited.resize(source.size)
+        return edited
+
     def _requests(self, source: Image.Image, edited: Image.Image, instruction: str
                   ) -> list[Request]:
-        if self.prompts.edit_size == "source" and edited.size != source.size:
-            # the protocol's own preprocessing (EditScore, GEdit-Bench): Pillow's default
-            # filter, as their evaluation code resizes
-            edited = edited.resize(source.size)
+        edited = self._sized(edited, source)
         by_role = {"source": source, "edited": edited}
         return [self.runner.request(call, instruction, [by_role[r] for r in call.images])
                 for call in self.prompts.calls]
@@ -136,8 +141,7 @@ class VLMBackend:
                             backend_version=self.version, meta={"sources": len(sources)},
                             error=f"not supported: protocol {self.prompts.name!r} has no "
                                   "[sc_multi] call for an edit made from several images")
-        if self.prompts.edit_size == "source" and edited.size != sources[0].size:
-            edited = edited.resize(sources[0].size)
+        edited = self._sized(edited, sources[0])
         n = self.config.samples
         sc_request = self.runner.request(call, instruction, [*sources, edited])
         requests = [sc_request] * n
@@ -285,7 +289,7 @@ def _official_judgment(judgment: Judgment, official: dict[str, Any]) -> Judgment
             pairs[name] = None
             continue
         raw = official[name]
-        pair = (min(25.0, max(0.0, raw[0])), min(25.0, max(0.0, raw[1])))
+        pair = in_range(raw)
         if pair != tuple(raw):
             warnings.append(f"official parse: {name} {raw} outside 0..25, clamped")
         how = official["how"][name]

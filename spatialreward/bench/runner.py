@@ -37,6 +37,7 @@ from storage.pairs import PairItem, ranking_to_json
 
 from ..errors import ImageError, InputError, StudioError
 from ..judgment import Judgment
+from ..official_parse import in_range
 from ..service import Services
 from .distributed import Dist
 from .formats import FORMATS, BenchItem, Benchmark, open_benchmark
@@ -252,8 +253,7 @@ def official_score_for(j: Judgment | None, dimension: str) -> tuple[float | None
     if j is None or "official_scores" not in j.meta:
         return None
     o = j.meta["official_scores"]
-    clamp = [None if o.get(k) is None else tuple(min(25.0, max(0.0, v)) for v in o[k])
-             for k in ("sc", "pq")]
+    clamp = [None if o.get(k) is None else in_range(o[k]) for k in ("sc", "pq")]
     filled = Judgment(status="ok", sc=clamp[0], pq=clamp[1], aggregation=j.aggregation)
     return score_for(filled, dimension), bool(o.get("invented"))
 
