@@ -24,22 +24,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from storage.images import image_sha256
+
 from ..errors import StudioError
+from .tables import ref_bytes
 from .types import BenchItem
 
 _HEX = re.compile(r"^[0-9a-f]{40}$")
 
 
-def image_sha256(ref: Any) -> str:
-    """SHA-256 of an image reference's bytes (a file, a table cell, a store image)."""
-    data = ref.read_bytes() if isinstance(ref, Path) else ref.read()
-    return hashlib.sha256(data).hexdigest()
-
-
 def content_digest(item: BenchItem, *, with_id: bool = True) -> str:
     """A hash of what an item says and shows (its id included unless ``with_id=False``)."""
     try:
-        images = [image_sha256(item.source), *(image_sha256(c) for c in item.candidates)]
+        images = [image_sha256(ref_bytes(ref)) for ref in (item.source, *item.candidates)]
     except (StudioError, OSError) as err:  # judged as a failure later; hashed as missing
         images = [f"unreadable: {type(err).__name__}"]
     fields = {"instruction": item.instruction, "ranking": item.ranking,

@@ -51,7 +51,7 @@ from .metrics import (
     summarize,
 )
 from .public_metrics import benchmark_metrics, gedit_scores
-from .tables import ImageRef, image_input
+from .tables import ImageRef, image_input, ref_bytes
 
 if TYPE_CHECKING:
     from storage.store import Store
@@ -112,10 +112,6 @@ def _judge(
     return cache[key]
 
 
-def _read(ref: ImageRef) -> bytes:
-    return ref.read_bytes() if isinstance(ref, Path) else ref.read()
-
-
 def item_uid(item: AnyItem, shas: Sequence[str]) -> str:
     """The store uid of a benchmark item: a hash of everything that defines it, so the
     same uid always means the same images, instruction, dimension and human order."""
@@ -149,7 +145,7 @@ def _judge_stored(services: Services, backend: str, item: AnyItem,
             shas = [row["source_sha256"], *row["candidates"]]
             data = [None] * len(shas)  # read only if something must be judged
         else:
-            data = [_read(ref) for ref in (item.source, *item.candidates)]
+            data = [ref_bytes(ref) for ref in (item.source, *item.candidates)]
             shas = [image_sha256(b) for b in data if b is not None]
             # One item per content: an imported copy is reused (and stays queued); a
             # uid the store knows is merged without reading the images again.

@@ -252,6 +252,11 @@ ImageRef = Path | EmbeddedImage | StoredImage
 """Where one image comes from: a file, a table cell, or the store."""
 
 
+def ref_bytes(ref: ImageRef) -> bytes:
+    """The encoded bytes ``ref`` points to (a file's, a table cell's, a store image's)."""
+    return ref.read_bytes() if isinstance(ref, Path) else ref.read()
+
+
 def image_input(ref: ImageRef) -> Path | bytes:
     """What :meth:`Services.judge` takes for ``ref``: a file as its path (so errors name
     it), anything else as its bytes."""
