@@ -208,6 +208,13 @@ def test_mmrb2_edits_from_several_images_keep_every_input_and_the_words(tmp_path
         "response_b": {"response_content": [["image", "im/b.png"]]}}]}))
     [built] = load_items(root)
     assert built.instruction == text and len(built.more_sources) == 1
+    # the fingerprint covers every input image, not only the first
+    from spatialreward.bench.identity import fingerprint
+
+    before = fingerprint([built], root)
+    (root / "im" / "s2.png").write_bytes(png(grey(10)))
+    [rebuilt] = load_items(root)
+    assert fingerprint([rebuilt], root) != before
     # a backend that judges against one source says so: failed, counted, never a score
     services = Services(StudioConfig(db=tmp_path / "s.db"))
     res = run_bench(path, services, "pixel", progress=False)

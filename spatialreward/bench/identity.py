@@ -5,7 +5,8 @@ rankings, and silently re-released data. A number is only comparable with anothe
 were computed on the same rows, so every results.json records:
 
 - ``fingerprint.sha256``: a hash over every item read, in order: its id, instruction,
-  ranking, dimension, category, regions and the SHA-256 of each image's bytes;
+  ranking, dimension, category, regions and the SHA-256 of each image's bytes (every
+  input image, for an edit made from several);
 - ``fingerprint.revision``: the dataset folder's revision when it has one (the commit of a
   git checkout, or the snapshot hash of a Hugging Face cache folder);
 - duplicates (``notes.duplicates``): ids that occur more than once, split into identical
@@ -36,7 +37,8 @@ _HEX = re.compile(r"^[0-9a-f]{40}$")
 def content_digest(item: BenchItem, *, with_id: bool = True) -> str:
     """A hash of what an item says and shows (its id included unless ``with_id=False``)."""
     try:
-        images = [image_sha256(ref_bytes(ref)) for ref in (item.source, *item.candidates)]
+        refs = (item.source, *item.more_sources, *item.candidates)
+        images = [image_sha256(ref_bytes(ref)) for ref in refs]
     except (StudioError, OSError) as err:  # judged as a failure later; hashed as missing
         images = [f"unreadable: {type(err).__name__}"]
     fields = {"instruction": item.instruction, "ranking": item.ranking,
