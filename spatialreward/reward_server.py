@@ -239,7 +239,13 @@ def make_handler(engine: RewardEngine, load: Callable[[Any, str], Image.Image], 
                 self._json(404, {"error": "GET /ping or /health; POST /v1/reward"})
 
         def _body(self) -> bytes | None:
-            length = int(self.headers.get("Content-Length") or 0)
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                length = -1
+            if length < 0:
+                self._json(400, {"error": "the Content-Length header is not a byte count"})
+                return None
             if length > max_body:
                 self._json(413, {"error": f"the body is above {max_body:,} bytes"})
                 return None

@@ -81,6 +81,16 @@ def test_json_rewards_per_item_and_failed_items_marked_not_scored(servers, pair)
         assert r.read() == b"pong"
     status, raw = post(url + "/", pickle.dumps({}), "application/octet-stream")
     assert status == 404 and b"--pickle-compat" in raw  # off unless asked for
+    import http.client
+
+    host, port = url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    conn.putrequest("POST", "/v1/reward")
+    conn.putheader("Content-Length", "lots")
+    conn.endheaders()
+    answer = conn.getresponse()
+    assert answer.status == 400 and b"Content-Length" in answer.read()
+    conn.close()
 
 
 def official_client_request(sources, outputs, instructions) -> bytes:
