@@ -233,3 +233,25 @@ def test_the_likelihood_free_update_trains_on_ode_samples_and_grpo_refuses_them(
     assert out["grad_norm"] > 0
     assert any((p - b).abs().max() > 0 for p, b in zip(trainer.policy.trainable_parameters(),
                                                        before, strict=True))
+
+
+def test_a_high_noise_window_makes_only_its_steps_stochastic_and_trains_on_them(tmp_path):
+    """Flow-GRPO-Fast: ``sde_window = 2`` keeps the SDE on the first two (high-noise) steps
+    only; the rest of the trajectory is the ODE (no log-probability spread), and the loss
+    draws its timesteps from those two."""
+    with pytest.raises(ConfigError, match="sde_window"):
+        tiny_rl_config("unused", rewards=({"backend": "fake"},), sde_window=99)
+    config = tiny_rl_config("unused", rewards=({"backend": "fake"},), eval_prompts=0,
+                            sde_window=2, timestep_fraction=1.0)
+    trainer = make_trainer(tmp_path, config, {"fake": FakeBackend(brightness)})
+    batch = trainer.sample(0)
+    assert batch.rollout.stochastic.tolist() == [True, True] + [False] * (
+        config.sampling_steps - 2)
+    # ODE steps add no noise: the recorded next state is the step's mean
+    ode = batch.rollout.states[:, 3]
+    assert torch.allclose(ode, batch.rollout.means[:, 2], atol=1e-6)
+    assert not torch.allclose(batch.rollout.states[:, 1], batch.rollout.means[:, 0], atol=1e-3)
+    steps = trainer.timesteps(batch)
+    assert steps.shape[1] == 2 and set(steps.flatten().tolist()) == {0, 1}
+    out = trainer.update(batch, trainer.advantages(batch, trainer.reward(batch)))
+    assert out["grad_norm"] > 0 and np.isfinite(out["loss"])

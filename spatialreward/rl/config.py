@@ -96,6 +96,10 @@ class RLConfig:
     noise_level: float = field(default=0.7, metadata=_help(
         "SDE noise level a (0: the plain ODE sampler, 'nft' only: a group then differs "
         "only in its starting noise)"))
+    sde_window: int = field(default=0, metadata=_help(
+        "0: every sampler step but the last is stochastic; N: only the first N (the "
+        "high-noise ones, Flow-GRPO-Fast), the rest follow the ODE, and grpo trains on "
+        "those N alone"))
     method: str = field(default="grpo", metadata=_help(
         "'grpo': Flow-GRPO's clipped likelihood-ratio loss on recorded SDE steps; 'nft': "
         "the likelihood-free update (rl.grpo.contrastive_velocity_loss) on the final "
@@ -198,6 +202,10 @@ class RLConfig:
             raise ConfigError(f"noise_level must be in (0, 2], or 0 with method 'nft' (the "
                               f"ODE sampler; 'grpo' trains on the SDE's log-probabilities), "
                               f"got {self.noise_level}")
+        if not 0 <= self.sde_window < max(1, self.sampling_steps):
+            raise ConfigError(f"sde_window must be 0 (all but the last step) or 1.."
+                              f"{self.sampling_steps - 1} (sampling_steps - 1), got "
+                              f"{self.sde_window}")
         for name in ("clip_range", "adv_clip", "lr"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")

@@ -152,7 +152,7 @@ class EmbeddedEditor:
     @torch.no_grad()
     def sample(self, sources: Sequence[np.ndarray], instructions: Sequence[str],
                group_size: int, seeds: Sequence[int], *, steps: int,
-               noise_level: float) -> Rollout:
+               noise_level: float, sde_window: int = 0) -> Rollout:
         if len(sources) != len(instructions):
             raise ConfigError("give one instruction per source")
         cond = self._condition(sources, instructions, group_size)
@@ -165,7 +165,8 @@ class EmbeddedEditor:
         cap = float(sig[1]) if steps > 1 else 0.5
         # The last step is always the plain ODE step: in pixel space its noise would
         # stay in the image (a latent model's decoder would smooth it away).
-        stochastic = torch.tensor([noise_level > 0 and i < steps - 1 for i in range(steps)])
+        last = min(sde_window, steps - 1) if sde_window > 0 else steps - 1
+        stochastic = torch.tensor([noise_level > 0 and i < last for i in range(steps)])
         x = _noise(gens, shape)
         states, means, scales, lps = [x], [], [], []
         module = self._module()

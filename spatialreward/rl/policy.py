@@ -87,11 +87,12 @@ class EditPolicy(Protocol):
 
     def sample(self, sources: Sequence[np.ndarray], instructions: Sequence[str],
                group_size: int, seeds: Sequence[int], *, steps: int,
-               noise_level: float) -> Rollout:
+               noise_level: float, sde_window: int = 0) -> Rollout:
         """``group_size`` edits of each (source, instruction): sources are (H, W, 3) uint8;
         ``seeds`` has one entry per row and alone decides that row's noise (initial and
         per step), so a row is the same however the batch is split. ``noise_level = 0``
-        samples the deterministic ODE."""
+        samples the deterministic ODE; ``sde_window = N > 0`` makes only the first N steps
+        stochastic (``Rollout.stochastic`` says which)."""
         ...
 
     def log_prob(self, rollout: Rollout, rows: torch.Tensor, steps: torch.Tensor

@@ -192,7 +192,8 @@ class FlowGRPOTrainer:
         t0 = time.perf_counter()
         rollout = self.policy.sample([p.source for p in prompts],
                                      [p.instruction for p in prompts], cfg.group_size, seeds,
-                                     steps=cfg.sampling_steps, noise_level=cfg.noise_level)
+                                     steps=cfg.sampling_steps, noise_level=cfg.noise_level,
+                                     sde_window=cfg.sde_window)
         return StepBatch(step, prompts, first, rollout, time.perf_counter() - t0)
 
     # -- 2. reward ----------------------------------------------------------------------
