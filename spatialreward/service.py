@@ -117,6 +117,8 @@ class Services(RunServices, LearningServices):
             note = described.get(name, "")
             if name == "vlm" and note:
                 note = "a Qwen-VL judge checkpoint"
+            elif name == "openai" and note:
+                note = "a judge behind an OpenAI-compatible server"
             choices.append((f"{spec} - {note}" if note else spec, spec))
         return choices
 

@@ -74,7 +74,8 @@ def upload_paths(payload: Any) -> list[str]:
 def diagnostics_markdown(j: Judgment) -> str:
     a = j.attention
     if a is None:
-        return "**Attention diagnostics:** this backend has no attention to report."
+        why = j.meta.get("attention") if isinstance(j.meta.get("attention"), str) else None
+        return f"**Attention diagnostics:** {why or 'this backend has no attention to report.'}"
     inside = "-" if a.in_region_share is None else f"{a.in_region_share:.2f}"
     return (
         "**Attention diagnostics** (collapse shows as a source share near 0, low entropy "

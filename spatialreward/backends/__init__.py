@@ -28,6 +28,9 @@ _BUILTIN = {
              "SpatialReward-Mini: locates the edit regions, then judges them (embedded)"),
     "vlm": ("spatialreward.backends.vlm",
             "a Qwen3-VL / Qwen2.5-VL judge checkpoint on disk, e.g. vlm:/models/SpatialReward-8B"),
+    "openai": ("spatialreward.backends.openai",
+               "a judge behind an OpenAI-compatible server (vLLM, SGLang, an API), e.g. "
+               "openai:http://127.0.0.1:8000/v1"),
 }
 
 
@@ -64,6 +67,8 @@ def normalize_spec(spec: str) -> str:
     'mini'
     >>> normalize_spec("vlm:/m/x/../sr8b,samples=2,device=cpu")
     'vlm:/m/sr8b,device=cpu,samples=2'
+    >>> normalize_spec("openai:http://127.0.0.1:8000/v1/,model=sr")
+    'openai:http://127.0.0.1:8000/v1,model=sr'
     """
     name, argument = parse_spec(spec)
     if argument is None:
@@ -73,7 +78,12 @@ def normalize_spec(spec: str) -> str:
     def path(text: str) -> str:
         return os.path.abspath(os.path.expanduser(text)) if text else text
 
-    head = path(first) if "=" not in first else first
+    if "=" in first:
+        head = first
+    elif name == "openai":  # a URL, not a path
+        head = first.rstrip("/")
+    else:
+        head = path(first)
     opts = []
     for opt in options:
         key, sep, value = opt.partition("=")
@@ -84,8 +94,8 @@ def normalize_spec(spec: str) -> str:
 
 
 def needs_argument(name: str) -> bool:
-    """True for backends that cannot be built from their bare name (``vlm``)."""
-    return name == "vlm"
+    """True for backends that cannot be built from their bare name (``vlm``, ``openai``)."""
+    return name in ("vlm", "openai")
 
 
 def available() -> dict[str, str]:
