@@ -185,12 +185,13 @@ def cmd_serve_reward(args: argparse.Namespace) -> int:
     from .reward_server import LOOPBACK, serve
     from .service import Services
 
-    services = Services(StudioConfig.from_env(backend=args.backend, db=args.db))
+    extra = {"backends": (args.spot_check,)} if args.spot_check else {}
+    services = Services(StudioConfig.from_env(backend=args.backend, db=args.db, **extra))
     backend = args.backend or services.config.backend
     server = serve(services, backend, host=args.host, port=args.port,
                    pickle_compat=args.pickle_compat, batch_size=args.batch,
                    max_queue=args.max_queue, threshold=args.threshold, record=args.record,
-                   name=args.name)
+                   name=args.name, samples=args.samples, spot_check=args.spot_check)
     host, port = (str(v) for v in server.server_address[:2])
     print(f"serving rewards from {backend} on http://{host}:{port} (POST /v1/reward"
           + (", pickled POST /" if args.pickle_compat else "") + ")", flush=True)
@@ -207,6 +208,8 @@ def cmd_serve_reward(args: argparse.Namespace) -> int:
         pass
     finally:
         server.server_close()
+        if server.run_id is not None:  # type: ignore[attr-defined]
+            services.store.update_run(server.run_id, status="done")  # type: ignore[attr-defined]
     return 0
 
 
@@ -348,6 +351,12 @@ def build_parser() -> argparse.ArgumentParser:
                               help="reward at or above which score = 1 (default 0.5)")
     serve_reward.add_argument("--name", default="",
                               help="name of the external run the calls are recorded in")
+    serve_reward.add_argument("--samples", type=int, default=2,
+                              help="items of each call kept as samples with their judgments "
+                                   "(default 2)")
+    serve_reward.add_argument("--spot-check", default=None, metavar="SPEC",
+                              help="a second backend that judges the kept samples again: the "
+                                   "run's hacking alert compares the two (e.g. pixel)")
     serve_reward.add_argument("--no-record", dest="record", action="store_false",
                               help="do not record the calls in the store")
     serve_reward.add_argument("--db", default=None,

@@ -303,8 +303,10 @@ class CallRecorder:
     """Every reward call as a step of one external run in the store (``record=True``):
     the step is the request's ``step`` when it sends one, else the call's number."""
 
-    def __init__(self, services: Any, run_id: int, samples: int = 1) -> None:
+    def __init__(self, services: Any, run_id: int, samples: int = 1,
+                 spot_check: str | None = None) -> None:
         self.services, self.run_id, self.samples = services, run_id, samples
+        self.spot_check = spot_check
         self.calls = 0
         self._lock = threading.Lock()
 
@@ -316,25 +318,31 @@ class CallRecorder:
             step = int(step) if isinstance(step, (int, float)) else self.calls
             triples = [None if isinstance(d, str) else d for d in decoded]
             self.services.record_reward_call(self.run_id, step, triples, judgments,
-                                             fields["latency_ms"], samples=self.samples)
+                                             fields["latency_ms"], samples=self.samples,
+                                             spot_check=self.spot_check)
 
 
 def serve(services: Any, backend: str, *, host: str = "127.0.0.1", port: int = 8780,
           pickle_compat: bool = False, batch_size: int = 16, max_queue: int = 64,
           threshold: float = 0.5, record: bool = True,
-          name: str = "") -> ThreadingHTTPServer:
+          name: str = "", samples: int = 2, spot_check: str | None = None
+          ) -> ThreadingHTTPServer:
     """A started-on-demand server (call ``serve_forever``) judging with ``backend``; with
     ``record`` every call is logged as a step of a new external run in the store
-    (``server.run_id``)."""
+    (``server.run_id``), ``samples`` items of each call kept with their judgments, and
+    re-judged by the ``spot_check`` backend when one is given (the run's hacking alert)."""
     model = services.backend(backend)  # an unknown backend fails before binding
+    if spot_check:
+        services.backend(spot_check)
     engine = RewardEngine(services_judge(services, backend, batch_size),
                           batch_size=batch_size, max_queue=max_queue, threshold=threshold)
     recorder = None
     if record:
         run_id = services.open_external_run(name or f"serve-reward {backend}", {
             "backend": backend, "version": model.version, "host": host, "port": port,
-            "pickle_compat": pickle_compat, "threshold": threshold})
-        recorder = CallRecorder(services, run_id)
+            "pickle_compat": pickle_compat, "threshold": threshold,
+            "spot_check": spot_check, "samples": samples})
+        recorder = CallRecorder(services, run_id, samples, spot_check)
     handler = make_handler(engine, services.load, pickle_compat=pickle_compat,
                            info={"backend": backend, "version": model.version,
                                  "run_id": None if recorder is None else recorder.run_id},

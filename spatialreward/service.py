@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -295,33 +296,73 @@ class Services(RunServices, LearningServices):
 
     def open_external_run(self, name: str, config: Mapping[str, Any]) -> int:
         """A run of kind ``external`` in the store: a trainer elsewhere calling the reward
-        server. Its reward calls become metrics and samples (:meth:`record_reward_call`)."""
+        server. Its reward calls become metrics and samples (:meth:`record_reward_call`);
+        the samples' judgments and the alerts go to its folder (``runs/external-ID``
+        beside the store), as an RL run's do."""
         run_id = self.store.create_run("external", name, config)
-        self.store.update_run(run_id, status="running")
+        root = Path(self.config.db).resolve().parent
+        folder = root / "runs" / f"external-{run_id}"
+        (folder / "samples").mkdir(parents=True, exist_ok=True)
+        self.store.update_run(run_id, status="running",
+                              out_dir=folder.relative_to(root).as_posix())
         return run_id
 
     def record_reward_call(self, run_id: int, step: int,
                            triples: Sequence[tuple[Image.Image, Image.Image, str] | None],
                            judgments: Sequence[Judgment], latency_ms: float, *,
-                           samples: int = 1) -> None:
+                           samples: int = 1, spot_check: str | None = None) -> None:
         """One reward call of an external run: its mean reward, failures, size and latency
-        as the metrics of ``step``, and its first ``samples`` judged edits (with their
-        rewards) as stored samples the Train tab and the annotators can look at.
+        as the metrics of ``step``, and its first ``samples`` judged edits as stored
+        samples (images, rewards, and in the run folder the judgments with regions and
+        reasoning) the Train tab and the annotators can look at.
+
+        With ``spot_check`` (a backend spec) those samples are judged again by it: the
+        metrics ``spot_reward`` and ``reward_on_spot`` (the served reward of the same
+        items) feed the run's hacking alert (:func:`spatialreward.rl.external.spot_alert`).
         ``triples[k]`` is None for an item that could not be read (it counts as failed)."""
+        import json
+
+        from .rl.charts import history_from_metrics
+        from .rl.external import spot_alert
+
         rewards = [j.reward for j in judgments if j.reward is not None]
         values = {"items": float(len(judgments)), "latency_ms": float(latency_ms),
                   "reward_failed": float(sum(not j.ok for j in judgments))}
         if rewards:
             values["reward_mean"] = float(np.mean(rewards))
+        kept = [(t, j) for t, j in zip(triples, judgments, strict=True)
+                if t is not None and j.reward is not None][:samples]
+        second: list[Judgment | None] = [None] * len(kept)
+        if spot_check and kept:
+            second = list(judge_in_batches(self.backend(spot_check),
+                                           [t for t, _ in kept], len(kept)))
+            pairs = [(j.reward, s.reward) for (_, j), s in zip(kept, second, strict=True)
+                     if s is not None and s.reward is not None]
+            if pairs:
+                values["reward_on_spot"] = float(np.mean([a for a, _ in pairs]))
+                values["spot_reward"] = float(np.mean([b for _, b in pairs]))
         self.store.log_metrics(run_id, step, values)
-        kept = 0
-        for triple, j in zip(triples, judgments, strict=True):
-            if kept >= samples:
-                break
-            if triple is not None and j.reward is not None:
-                src, edt, text = triple
-                self.store.add_rl_sample(run_id, step, text, src, [edt], [j.reward])
-                kept += 1
+        row = self.store.run(run_id)
+        folder = (Path(self.config.db).resolve().parent / row["out_dir"]
+                  if row.get("out_dir") else None)
+        served = str(row["config"].get("backend") or "served")
+        for (triple, j), s in zip(kept, second, strict=True):
+            src, edt, text = triple
+            reward = float(j.reward) if j.reward is not None else math.nan  # kept: scored
+            sample_id = self.store.add_rl_sample(run_id, step, text, src, [edt], [reward])
+            if folder is not None:
+                judged = {served: j.to_dict()}
+                if s is not None:
+                    judged[f"spot check {spot_check}"] = s.to_dict()
+                (folder / "samples" / f"{sample_id}.json").write_text(
+                    json.dumps({"judgments": [judged]}), encoding="utf-8")
+        alert = spot_alert(history_from_metrics(self.store.metrics(run_id))) \
+            if "spot_reward" in values else None
+        if alert is not None and alert.step == step:
+            self.store.log_metrics(run_id, step, {"hacking_alert": 1.0})
+            if folder is not None:
+                with open(folder / "alerts.jsonl", "a", encoding="utf-8") as fh:
+                    fh.write(json.dumps({"step": step, "message": alert.message}) + "\n")
 
     def judge_stored(self, item_id: int, candidate: int, backend: str | None = None, *,
                      source: Any = None, edited: Any = None, store: Store | None = None

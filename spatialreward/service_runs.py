@@ -116,8 +116,9 @@ class RunServices:
         from .rl.charts import history_from_metrics
 
         row = self.launcher.status(run_id)
-        if row["kind"] != "rl":
-            raise InputError(f"run {run_id} is a {row['kind']} run; pick an RL run")
+        if row["kind"] not in ("rl", "external"):
+            raise InputError(f"run {run_id} is a {row['kind']} run; pick an RL run or an "
+                             "external one (serve-reward)")
         return self._shown(row), history_from_metrics(self.store.metrics(run_id))
 
     def rl_view(self, run_id: int) -> dict[str, Any]:
@@ -129,14 +130,24 @@ class RunServices:
 
         row, history = self.rl_status(run_id)
         folder = self.launcher.folder(row) if row.get("out_dir") else None
+        if row["kind"] == "external":  # a trainer elsewhere: its reward calls are the steps
+            from .rl.external import external_figure, external_summary
+
+            return {"row": row, "history": history, "folder": folder,
+                    "curves": external_figure(history),
+                    "samples": sample_gallery(self.store, folder, run_id, groups=8),
+                    "summary": external_summary(row, history),
+                    "log": ""}
         return {"row": row, "history": history, "folder": folder,
                 "curves": curves_figure(history),
                 "samples": sample_gallery(self.store, folder, run_id),
                 "log": self.launcher.log_tail(run_id)}
 
     def rl_runs(self) -> list[dict[str, Any]]:
-        """The RL runs, newest first (``stopping`` while a stop request is pending)."""
-        return [self._shown(r) for r in self.launcher.runs()]
+        """The RL runs and the external ones (trainers calling ``serve-reward``), newest
+        first (``stopping`` while a stop request is pending)."""
+        rows = [*self.launcher.runs(), *self.store.runs("external")]
+        return [self._shown(r) for r in sorted(rows, key=lambda r: -int(r["id"]))]
 
     def rl_progress(self, run_id: int) -> str:
         """A short signature that changes when a run makes progress (status, metric and

@@ -96,7 +96,7 @@ def test_bad_input_is_one_clear_line(pair, tmp_path, args, message):
 def test_backends_command_lists_every_backend():
     out = run_cli("backends")
     names = [line.split()[0] for line in out.stdout.splitlines()]
-    assert out.returncode == 0 and names == ["mini", "pixel", "vlm"]
+    assert out.returncode == 0 and names == ["mini", "openai", "pixel", "vlm"]
 
 
 def test_default_backend_is_the_shipped_mini_model(pair):

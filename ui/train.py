@@ -46,7 +46,8 @@ RECENT_STEPS = 5
 
 
 def run_label(row: Mapping[str, Any]) -> str:
-    return f"#{row['id']} {row['name']} ({row['status']})"
+    kind = " · external trainer" if row.get("kind") == "external" else ""
+    return f"#{row['id']} {row['name']} ({row['status']}){kind}"
 
 
 def _latest(history: Sequence[Mapping[str, float]], key: str) -> float | None:
@@ -152,6 +153,24 @@ def status_markdown(s: Mapping[str, Any]) -> str:
     return text
 
 
+def external_markdown(s: Mapping[str, Any]) -> str:
+    """The status line of an external run: a trainer elsewhere calling serve-reward."""
+    latency = ("-" if s["latency_p50_ms"] is None
+               else f"{s['latency_p50_ms']:.0f} / {s['latency_p95_ms']:.0f} ms")
+    if s["spot_check"]:
+        spot = (f"spot check {plain(s['spot_check'])}: {_num(s['spot_reward'])} on the kept "
+                f"samples, served reward {_num(s['reward_on_spot'])} on the same "
+                f"({s['spot_checks']} calls checked)")
+    else:
+        spot = ("no spot check (start serve-reward with --spot-check SPEC for a hacking "
+                "alert, or vote on the kept samples in Annotate)")
+    failed = "-" if s["failure_rate"] is None else f"{100 * s['failure_rate']:.1f}%"
+    return (f"**Run #{s['run_id']}** {plain(s['name'])}: **{s['status']}** · external "
+            f"trainer judged by {plain(str(s['backend']))} · {s['calls']} reward calls, "
+            f"{s['items']} items · reward {_num(s['reward_mean'])} (latest call) · failed "
+            f"{failed} · latency p50 / p95 {latency} · {spot}")
+
+
 def caption_markdown(samples: Sequence[Any] | None) -> str:
     """The gallery's captions in full, one table row per picture (the gallery cuts them
     off): the source's instruction, then each edit's reward, ground truth and reasoning."""
@@ -253,6 +272,10 @@ def build_train_tab(services: Services) -> None:
 
     def views(run_id: int) -> tuple[Any, ...]:
         view = services.rl_view(run_id)
+        if view["row"]["kind"] == "external":
+            s = view["summary"]
+            return (external_markdown(s), alert_markdown(view["folder"], s), view["curves"],
+                    view["samples"], view["log"])
         s = run_summary(services, view["row"], view["history"])
         return (status_markdown(s), alert_markdown(view["folder"], s), view["curves"],
                 view["samples"], view["log"])
@@ -360,7 +383,10 @@ def api_handlers(services: Services) -> dict[str, Any]:
     them from these signatures)."""
 
     def summary(run_id: int) -> dict[str, Any]:
-        return run_summary(services, *services.rl_status(run_id))
+        row, history = services.rl_status(run_id)
+        if row["kind"] == "external":
+            return services.rl_view(run_id)["summary"]
+        return run_summary(services, row, history)
 
     @user_errors
     def start_rl(request: gr.Request, policy: str, rewards: str, prompts: int,

@@ -40,12 +40,14 @@ class Alert:
     window: int
     reward_p: float = 0.0  # one-sided p-values of the two trends
     gt_p: float = 0.0
+    signal: str = "ground-truth success"
+    """What fell while the reward rose (an external run: a spot check)."""
 
     @property
     def message(self) -> str:
         return (f"possible reward hacking at step {self.step}: over the last {self.window} "
                 f"steps the reward trended {self.reward_change:+.3f} (p = {self.reward_p:.1g}) "
-                f"while ground-truth success trended {self.gt_change:+.3f} "
+                f"while {self.signal} trended {self.gt_change:+.3f} "
                 f"(p = {self.gt_p:.1g}); look at the samples")
 
 

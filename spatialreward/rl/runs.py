@@ -188,6 +188,9 @@ class Launcher:
     def stop(self, run_id: int) -> dict[str, Any]:
         """Ask the run to stop (it checkpoints, then marks itself cancelled)."""
         row = self.status(run_id)
+        if row["kind"] == "external":
+            raise InputError(f"run {run_id} is an external run: it ends when its serve-reward "
+                             "process stops (Ctrl-C where it runs)")
         if row["kind"] not in PROCESS_KINDS:
             raise InputError(f"run {run_id} is a {row['kind']} run: it runs inside the app and "
                              "cannot be stopped from here")

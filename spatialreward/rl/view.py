@@ -18,7 +18,7 @@ from typing import Any
 from PIL import Image
 
 from ..errors import InputError
-from ..judgment import Region
+from ..judgment import Judgment, Region
 from ..overlay import draw_regions
 from .config import ORACLE, RLConfig, parse_reward_mix, recorded_scenes
 from .runs import REPO
@@ -64,6 +64,11 @@ def sample_gallery(store: Any, folder: Path | None, run_id: int, groups: int = 1
                                f"(progress {truth['progress']:.2f}, spill {truth['spill']:.2f})")
             judgments = (detail.get("judgments") or [{}] * (k + 1))[k]
             judged = next((j for spec, j in judgments.items() if spec != ORACLE), None)
+            for spec, other in judgments.items():  # an external run's spot check
+                if spec.startswith("spot check") and other is not judged:
+                    second = Judgment.from_dict(other).reward
+                    caption.append(f"{spec}: reward "
+                                   + ("failed" if second is None else f"{second:.3f}"))
             if judged is not None:
                 regions = [Region.from_dict(r) for r in judged.get("regions", [])]
                 img = draw_regions(img, regions)
