@@ -1,16 +1,18 @@
-"""Judgments per second of the vlm backend when K candidates share one source, with and
-without reusing image encodings.
+"""Judgments per second of the vlm backend when K candidates share one source: without
+reuse, reusing image encodings, and reusing the SC prompts' shared prefix as well.
 
     python benchmarks/vlm_throughput.py            # tiny model on CPU, and on CUDA if present
     python benchmarks/vlm_throughput.py --k 4 --groups 4 --new-tokens 32 --size 448
 
 A ranking bench judges K = 2..4 candidates of one source: 2K SC images + K PQ images,
 of which only K + 1 are distinct. With ``reuse_images`` the backend encodes each
-distinct image once; without it every occurrence goes through the vision tower. Both
+distinct image once; without it every occurrence goes through the vision tower. With
+``reuse_prefix`` too, the K SC prompts' common prefix (system text + source image) is
+run through the language model once and its KV cache reused by every candidate. All
 runs use the same random-weight Qwen3-VL checkpoint (loaded through ``vlm:PATH``), the
 same batches and a fixed answer length (``min_new_tokens = max_new_tokens``), so the
-ratio isolates the reuse. Each group has a fresh source, so nothing carries over
-between groups.
+ratios isolate the reuse; the answers of all three runs are checked to be identical.
+Each group has a fresh source, so nothing carries over between groups.
 """
 
 from __future__ import annotations
@@ -43,33 +45,45 @@ def groups(n: int, k: int, size: int, seed: int) -> list[list[tuple[Image.Image,
             for source in (picture() for _ in range(n))]
 
 
+MODES = {"none": "reuse_images=no,reuse_prefix=no",
+         "images": "reuse_images=yes,reuse_prefix=no",
+         "images+prefix": "reuse_images=yes,reuse_prefix=yes"}
+
+
 def run(device: str, args: argparse.Namespace, ckpt: Path) -> dict[str, float]:
     common = (f"device={device},dtype=float32,max_pixels={args.size * args.size},"
               f"max_new_tokens={args.new_tokens},min_new_tokens={args.new_tokens},"
               f"batch_size={2 * args.k},attention_summary=no")
-    rates, encoded, share = {}, {}, {}
-    for reuse in (True, False):
-        backend = create(f"vlm:{ckpt},{common},reuse_images={reuse}")
+    rates, encoded, answers = {}, {}, {}
+    for mode, settings in MODES.items():
+        backend = create(f"vlm:{ckpt},{common},{settings}")
         encoder = backend.runner.encoder  # type: ignore[attr-defined]
         backend.judge_many(groups(1, args.k, args.size, seed=99)[0])  # type: ignore[attr-defined]
         work = groups(args.groups, args.k, args.size, seed=1)
-        before, vision_before = encoder.stats.encoded, encoder.stats.seconds
+        before = encoder.stats.encoded
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         t0 = time.perf_counter()
+        got = []
         for group in work:
             judgments = backend.judge_many(group)  # type: ignore[attr-defined]
             assert len(judgments) == args.k
+            got += [(j.raw_sc, j.raw_pq) for j in judgments]
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         seconds = time.perf_counter() - t0
-        rates[reuse] = args.groups * args.k / seconds
-        encoded[reuse] = (encoder.stats.encoded - before) / args.groups
-        share[reuse] = (encoder.stats.seconds - vision_before) / seconds
-    print(f"| {device} | {args.k} | {encoded[False]:.0f} / {100 * share[False]:.0f}% | "
-          f"{encoded[True]:.0f} / {100 * share[True]:.0f}% | {rates[False]:.2f} | "
-          f"{rates[True]:.2f} | {rates[True] / rates[False]:.2f}x |")
-    return {"without": rates[False], "with": rates[True]}
+        rates[mode] = args.groups * args.k / seconds
+        encoded[mode] = (encoder.stats.encoded - before) / args.groups
+        answers[mode] = got
+    same = all(answers[m] == answers["none"] for m in MODES)
+    print(f"| {device} | {args.k} | {rates['none']:.2f} | {rates['images']:.2f} "
+          f"({rates['images'] / rates['none']:.2f}x, {encoded['images']:.0f} images encoded "
+          f"per source instead of {encoded['none']:.0f}) | {rates['images+prefix']:.2f} "
+          f"({rates['images+prefix'] / rates['none']:.2f}x) | "
+          f"{'identical' if same else 'DIFFERENT'} |")
+    if not same:
+        raise SystemExit("the answers differ between the modes: the reuse changed the output")
+    return rates
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,9 +110,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.vision_depth}); {args.groups} sources x K={args.k} candidates, "
               f"{args.size}x{args.size} px, {args.new_tokens} new tokens per call, "
               f"SC + PQ per judgment")
-        print("| device | K | images encoded per source / time share, without reuse | with "
-              "reuse | judgments/s without reuse | with reuse | ratio |")
-        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+        print("| device | K | judgments/s, no reuse | reusing images | reusing images and "
+              "the SC prefix | answers |")
+        print("| --- | ---: | ---: | ---: | ---: | --- |")
         for device in devices:
             run(device, args, ckpt)
     if "cuda" not in devices:

@@ -65,9 +65,9 @@ def pair() -> tuple[Image.Image, Image.Image]:
     return Image.fromarray(case.source), Image.fromarray(case.edited).resize((112, 80))
 
 
-def client(server: ChatServer, **settings: object) -> OpenAIBackend:
+def client(server: ChatServer, base: str | None = None, **settings: object) -> OpenAIBackend:
     options = {"max_new_tokens": 8, "backoff": 0, "cache": 0, **settings}
-    spec = f"openai:{server.url}" + "".join(f",{k}={v}" for k, v in options.items())
+    spec = f"openai:{base or server.url}" + "".join(f",{k}={v}" for k, v in options.items())
     return create(spec)  # type: ignore[return-value]
 
 
@@ -209,3 +209,20 @@ def test_inspect_says_why_there_are_no_attention_maps(fresh, pair):
 
     j = client(fresh, model="tiny-judge").judge(*pair, "x")
     assert "returns text only" in diagnostics_markdown(j)
+
+
+def test_several_servers_each_get_whole_sources(fresh, server, pair):
+    """``openai:URL1|URL2``: every call about one source goes to one server (where its
+    prefix is cached), and the sources spread over the servers."""
+    with ChatServer(server.backend, model="tiny-judge") as second:
+        judge = client(fresh, model="tiny-judge", base=f"{fresh.url}|{second.url}")
+        sources = [pair[0].rotate(angle) for angle in (0, 90, 180, 270, 45, 135)]
+        triples = [(s, pair[1], "make it red") for s in sources for _ in range(2)]
+        judgments = judge.judge_many(triples)
+        assert all(j.raw_sc is not None for j in judgments)
+        by_source: dict[int, set[str]] = {}
+        for k, j in enumerate(judgments):
+            by_source.setdefault(k // 2, set()).add(j.meta["server"])
+        assert all(len(servers) == 1 for servers in by_source.values())
+        assert {s for servers in by_source.values() for s in servers} == {fresh.url, second.url}
+        assert len(fresh.requests) + len(second.requests) == 4 * len(sources)

@@ -429,3 +429,29 @@ def test_an_edit_from_several_images_is_judged_against_all_of_them(backend, pair
     services = Services(StudioConfig(db=tmp_path / "s.db"))
     j = services.judge(source, edited, "x", "pixel", more_sources=[second])
     assert j.status == "backend_error" and "not supported" in (j.error or "")
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_candidates_of_one_source_reuse_its_prefix_and_answer_the_same(backend, arch):
+    """``reuse_prefix``: the K SC prompts of one source share system text + source image;
+    that prefix's KV cache is computed once and reused per candidate, in chunks of
+    ``batch_size``. The answers are the very tokens of the plain path."""
+    rng = np.random.default_rng(11)
+
+    def picture(h: int, w: int) -> Image.Image:
+        return Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
+
+    source = picture(96, 128)
+    triples = [(source, picture(80, 112), "make the cup red") for _ in range(3)]
+    triples.append((source, picture(64, 64), "make the cup red"))  # another size: alone
+    settings = dict(max_new_tokens=160, attention_summary="no", batch_size=2)
+    reuse = backend(arch, **settings)
+    plain = backend(arch, **settings, reuse_prefix="no")
+    before = reuse.runner.prefix_rows
+    got, expected = reuse.judge_many(triples), plain.judge_many(triples)
+    assert reuse.runner.prefix_rows - before == 3 and plain.runner.prefix_rows == 0
+    assert [j.raw_sc for j in got] == [j.raw_sc for j in expected]
+    assert [j.raw_pq for j in got] == [j.raw_pq for j in expected]
+    with reuse.runner.forced_answers({"sc": SC, "pq": PQ}):
+        forced = reuse.judge_many(triples[:2])
+    assert all(j.status == "ok" and j.sc == (21.0, 17.0) for j in forced)

@@ -9,6 +9,10 @@ answer text gives the same judgment. What differs is where the text comes from:
 
 - each call is one ``POST BASE_URL/chat/completions``, images as PNG data URLs; up to
   ``concurrency`` are in flight at once across every caller (one shared pool);
+- with several servers (``openai:URL1|URL2``, one per GPU) every call about one source
+  image and instruction goes to the same server, chosen by their hash: the K candidates
+  of a source share its prefix in that server's cache (vLLM's prefix caching), the same
+  grouping the official reward proxy does;
 - a network error, a timeout or a busy answer (429, 5xx) is retried with backoff; what
   still fails becomes a ``backend_error`` judgment that says why, never a score;
 - judgments are cached in memory by (images, instruction, settings); the store's cache
@@ -96,7 +100,7 @@ class OpenAIBackend:
 
     def _only_model(self) -> str:
         """The model of a server that serves one (``GET BASE_URL/models``)."""
-        url = f"{self.config.base_url}/models"
+        url = f"{self.config.urls[0]}/models"
         headers = {}
         key = self.config.api_key()
         if key:
@@ -142,10 +146,18 @@ class OpenAIBackend:
             body.update(continue_final_message=True, add_generation_prompt=False)
         return body
 
-    def _ask(self, body: dict[str, Any], answer_prefix: str) -> list[Reply]:
+    def server_for(self, source: Image.Image, instruction: str) -> str:
+        """The server every call about (``source``, ``instruction``) goes to."""
+        urls = self.config.urls
+        if len(urls) == 1:
+            return urls[0]
+        digest = hashlib.blake2b(f"{image_key(source)}\0{instruction}".encode(),
+                                 digest_size=8).digest()
+        return urls[int.from_bytes(digest, "big") % len(urls)]
+
+    def _ask(self, url: str, body: dict[str, Any], answer_prefix: str) -> list[Reply]:
         t0 = time.perf_counter()
-        answer = post_json(self.client, f"{self.config.base_url}/chat/completions", body,
-                           self.config)
+        answer = post_json(self.client, f"{url}/chat/completions", body, self.config)
         ms = (time.perf_counter() - t0) * 1e3
         try:
             choices = sorted(answer["choices"], key=lambda ch: ch.get("index", 0))
@@ -216,7 +228,7 @@ class OpenAIBackend:
                                     list[tuple[Call, list[Image.Image]]]]]) -> list[Judgment]:
         out: list[Judgment | None] = [None] * len(jobs)
         pending = []
-        for k, (_, _, instruction, calls) in enumerate(jobs):
+        for k, (source, _, instruction, calls) in enumerate(jobs):
             key = self._key(instruction, calls) if self.config.cache else ""
             with self._cache_lock:
                 hit = self._cache.get(key) if key else None
@@ -226,10 +238,11 @@ class OpenAIBackend:
                 out[k] = hit
                 continue
             t0 = time.perf_counter()
-            futures = [self._pool.submit(self._ask, self.body(call, instruction, images),
+            url = self.server_for(source, instruction)
+            futures = [self._pool.submit(self._ask, url, self.body(call, instruction, images),
                                          call.answer_prefix) for call, images in calls]
-            pending.append((k, key, t0, futures))
-        for k, key, t0, futures in pending:
+            pending.append((k, key, t0, futures, url))
+        for k, key, t0, futures, url in pending:
             source, edited = jobs[k][0], jobs[k][1]
             wait(futures)  # every call of the edit is answered (or failed) before it is judged
             try:
@@ -237,7 +250,7 @@ class OpenAIBackend:
             except (ServerError, ConfigError) as err:
                 out[k] = Judgment(status="backend_error", backend=self.name,
                                   backend_version=self.version, error=str(err),
-                                  meta={"server": self.config.base_url, "model": self.model,
+                                  meta={"server": url, "model": self.model,
                                         "attention": NO_ATTENTION})
                 continue
             elapsed = (time.perf_counter() - t0) * 1e3
@@ -248,7 +261,7 @@ class OpenAIBackend:
                                 elapsed_ms=elapsed, source_size=source.size,
                                 edited_size=edited.size)
             judgment = dataclasses.replace(judgment, meta={
-                **judgment.meta, "server": self.config.base_url, "model": self.model,
+                **judgment.meta, "server": url, "model": self.model,
                 "attention": NO_ATTENTION})
             out[k] = judgment
             if key:

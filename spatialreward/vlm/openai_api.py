@@ -41,7 +41,10 @@ def _help(default: Any, text: str) -> Any:
 class OpenAIConfig:
     """Settings of ``openai:BASE_URL[,key=value...]``."""
 
-    base_url: str = _help(MISSING, "the server's API root, e.g. http://127.0.0.1:8000/v1")
+    base_url: str = _help(MISSING, "the server's API root, e.g. http://127.0.0.1:8000/v1; "
+                                   "several joined by | (one server per GPU): each source "
+                                   "image's calls go to one of them, so its prefix is cached "
+                                   "there")
     model: str = _help("", "model name the server knows (default: the server's only model, "
                            "asked from GET /models)")
     protocol: str = _help("spatialreward", "judging protocol: 'spatialreward', 'editscore' "
@@ -74,11 +77,12 @@ class OpenAIConfig:
     cache: int = _help(256, "judgments kept in memory, by images, instruction and settings")
 
     def __post_init__(self) -> None:
-        url = self.base_url.strip().rstrip("/")
-        if not re.match(r"^https?://[^/\s]+", url):
-            raise ConfigError(f"the openai backend needs an http(s) base URL such as "
-                              f"openai:http://127.0.0.1:8000/v1, got {self.base_url!r}")
-        object.__setattr__(self, "base_url", url)
+        urls = [u.strip().rstrip("/") for u in self.base_url.split("|")]
+        for url in urls:
+            if not re.match(r"^https?://[^/\s|]+", url):
+                raise ConfigError(f"the openai backend needs an http(s) base URL such as "
+                                  f"openai:http://127.0.0.1:8000/v1, got {url!r}")
+        object.__setattr__(self, "base_url", "|".join(urls))
         if self.key_env and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.key_env):
             raise ConfigError(f"key_env must be the NAME of an environment variable (the key "
                               f"stays in the environment), got {self.key_env!r}")
@@ -120,6 +124,11 @@ class OpenAIConfig:
                 raise ConfigError(f"unknown openai setting {key!r}; known settings: {names}")
             values[key] = _convert(key, raw, str(known[key].type))
         return cls(**values)
+
+    @property
+    def urls(self) -> list[str]:
+        """The servers' API roots (one, or several joined by ``|`` in the spec)."""
+        return self.base_url.split("|")
 
     def api_key(self) -> str | None:
         """The key, read now from the environment; a named but unset variable is an error."""

@@ -22,7 +22,7 @@ from PIL import Image
 
 from .attention import Capture, RawAttention, eager_reference, install
 from .config import VLMConfig
-from .inputs import IMAGE_TOKEN, Batch, ImageEncoder, build_batch, render_prompt
+from .inputs import IMAGE_TOKEN, Batch, ImageEncoder, build_batch, image_key, render_prompt
 from .prompts import Call
 from .resize import official_resize
 
@@ -121,6 +121,8 @@ class Runner:
         self.layers = int(model.config.text_config.num_hidden_layers)
         self._lock = threading.Lock()
         self._forced: dict[str, str] | None = None
+        self.prefix_rows = 0
+        """Requests answered from a shared prefix's cache (``reuse_prefix``)."""
         install(model)
 
     # -- prompts ---------------------------------------------------------------------------
@@ -170,40 +172,121 @@ class Runner:
     def generate(self, requests: Sequence[Request], *, capture: str | None = None
                  ) -> list[Output]:
         """Answer each request; ``capture='prompt'`` also returns the attention of each
-        prompt's text to its images, ``capture='answer'`` that and the answer's."""
-        outputs: list[Output] = []
+        prompt's text to its images, ``capture='answer'`` that and the answer's.
+
+        With ``reuse_prefix`` (and no capture), requests that differ only in their last
+        image - the K candidates of one source in their SC calls - are answered together
+        from one computation of the shared prefix (system text, the source image, the text
+        between): its KV cache is computed once and copied to each row
+        (:meth:`_shared_prefix_chunk`). Greedy answers are the same tokens either way."""
+        outputs: list[Output | None] = [None] * len(requests)
+        rest = list(range(len(requests)))
+        if capture is None and self.config.reuse_prefix:
+            groups, rest = self._prefix_groups(requests)
+            for members in groups:
+                size = self.config.batch_size
+                for start in range(0, len(members), size):
+                    part = members[start : start + size]
+                    for k, out in zip(part, self._shared_prefix_chunk(
+                            [requests[i] for i in part]), strict=True):
+                        outputs[k] = out
         size = self.config.batch_size
-        for start in range(0, len(requests), size):
-            outputs += self._generate_chunk(requests[start : start + size], capture)
-        return outputs
+        for start in range(0, len(rest), size):
+            part = rest[start : start + size]
+            for k, out in zip(part, self._generate_chunk([requests[i] for i in part], capture),
+                              strict=True):
+                outputs[k] = out
+        return [o for o in outputs if o is not None]
+
+    def _prefix_groups(self, requests: Sequence[Request]) -> tuple[list[list[int]], list[int]]:
+        """Indices of requests sharing everything but their last image (same prompt text,
+        same earlier images, a last image of the same token count), in groups of two or
+        more; and the indices of the others."""
+        by_key: dict[tuple[Any, ...], list[int]] = {}
+        for k, r in enumerate(requests):
+            if len(r.images) < 2 or r.prompt.count(self.image_token) != len(r.images):
+                continue
+            last = r.images[-1]  # equal sizes resize alike: equal token counts
+            key = (r.call, r.prompt, r.answer_prefix, last.size, last.mode,
+                   tuple(image_key(im) for im in r.images[:-1]))
+            by_key.setdefault(key, []).append(k)
+        groups = [g for g in by_key.values() if len(g) > 1]
+        grouped = {k for g in groups for k in g}
+        return groups, [k for k in range(len(requests)) if k not in grouped]
+
+    def _shared_prefix_chunk(self, requests: Sequence[Request]) -> list[Output]:
+        """Requests of one prefix group (equal lengths, no padding): one forward pass over
+        the prefix up to the last image, its cache repeated per row, then ``generate``
+        over the rows' last images and text with that cache."""
+        with self._lock:
+            t0 = time.perf_counter()
+            prepared = [[self.encoder.prepare(im) for im in r.images] for r in requests]
+            batch = build_batch(self.tokenizer, [r.prompt for r in requests], prepared,
+                                self.image_token)
+            device = self.model.device
+            inputs = {k: v.to(device) for k, v in batch.inputs.items()}
+            ids = inputs["input_ids"]
+            n_before = sum(im.tokens for im in prepared[0][:-1])
+            is_image = ids[0] == self.tokenizer.convert_tokens_to_ids(self.image_token)
+            cut = int(torch.nonzero(is_image).flatten()[n_before])  # the last image starts
+            earlier = prepared[0][:-1]
+            prefix = self.model(
+                input_ids=ids[:1, :cut], attention_mask=inputs["attention_mask"][:1, :cut],
+                mm_token_type_ids=inputs["mm_token_type_ids"][:1, :cut],
+                image_grid_thw=inputs["image_grid_thw"][: len(earlier)],
+                mm_encoder_outputs=self.encoder.encode(earlier), use_cache=True,
+                logits_to_keep=1)
+            cache = prefix.cache
+            cache.batch_repeat_interleave(len(requests))
+            self.prefix_rows += len(requests)
+            inputs["mm_encoder_outputs"] = self.encoder.encode([p[-1] for p in prepared])
+            self.model.model.rope_deltas = None  # the generate call computes its own
+            processors = self._forced_processors(requests, batch.prompt_len)
+            t1 = time.perf_counter()
+            if self.config.sampling:
+                torch.manual_seed(self.config.seed)
+            sequences = self.model.generate(**inputs, cache=cache,
+                                            logits_processor=processors,
+                                            **self._generation_kwargs())
+            t2 = time.perf_counter()
+        return self._outputs(requests, sequences, batch.prompt_len, None, (t0, t1, t2))
+
+    def _forced_processors(self, requests: Sequence[Request], prompt_len: int) -> Any:
+        from transformers import LogitsProcessorList
+
+        processors: list[Any] = []
+        if self._forced is not None:
+            forced = [self._forced.get(r.call) for r in requests]
+            sequences = [None if f is None else self.tokenizer.encode(
+                f[len(r.answer_prefix):] if f.startswith(r.answer_prefix) else f,
+                add_special_tokens=False) for f, r in zip(forced, requests, strict=True)]
+            processors.append(_Forced(prompt_len, sequences, self.eos[0]))
+        return LogitsProcessorList(processors)
 
     def _generate_chunk(self, requests: Sequence[Request], capture: str | None
                         ) -> list[Output]:
-        from transformers import LogitsProcessorList
-
         with self._lock:
             t0 = time.perf_counter()
             batch = self.batch(requests)
             t1 = time.perf_counter()
-            processors: list[Any] = []
+            processors = self._forced_processors(requests, batch.prompt_len)
             state = None
             if capture:
                 state = Capture(batch.layout, self.layers, answer=capture == "answer")
-                processors.append(_ActiveRows(batch.prompt_len, state, self.eos))
-            if self._forced is not None:
-                forced = [self._forced.get(r.call) for r in requests]
-                sequences = [None if f is None else self.tokenizer.encode(
-                    f[len(r.answer_prefix):] if f.startswith(r.answer_prefix) else f,
-                    add_special_tokens=False) for f, r in zip(forced, requests, strict=True)]
-                processors.append(_Forced(batch.prompt_len, sequences, self.eos[0]))
+                processors.insert(0, _ActiveRows(batch.prompt_len, state, self.eos))
             if self.config.sampling:
                 torch.manual_seed(self.config.seed)
             with state.active_in() if state is not None else contextlib.nullcontext():
                 sequences_out = self.model.generate(
-                    **batch.inputs, logits_processor=LogitsProcessorList(processors),
-                    **self._generation_kwargs())
+                    **batch.inputs, logits_processor=processors, **self._generation_kwargs())
             t2 = time.perf_counter()
-        new = sequences_out[:, batch.prompt_len :].cpu()
+        return self._outputs(requests, sequences_out, batch.prompt_len, state, (t0, t1, t2))
+
+    def _outputs(self, requests: Sequence[Request], sequences_out: torch.Tensor,
+                 prompt_len: int, state: Capture | None,
+                 times: tuple[float, float, float]) -> list[Output]:
+        t0, t1, t2 = times
+        new = sequences_out[:, prompt_len:].cpu()
         texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
         eos = torch.tensor(self.eos)
         lengths, cut = [], []
