@@ -226,3 +226,13 @@ def test_several_servers_each_get_whole_sources(fresh, server, pair):
         assert all(len(servers) == 1 for servers in by_source.values())
         assert {s for servers in by_source.values() for s in servers} == {fresh.url, second.url}
         assert len(fresh.requests) + len(second.requests) == 4 * len(sources)
+
+
+def test_every_setting_is_documented():
+    from dataclasses import fields
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "serving.md").read_text()
+    missing = [f.name for f in fields(OpenAIConfig)
+               if f.name != "base_url" and f"`{f.name}`" not in text]
+    assert missing == []
