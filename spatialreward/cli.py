@@ -185,13 +185,24 @@ def cmd_serve_reward(args: argparse.Namespace) -> int:
     from .reward_server import LOOPBACK, serve
     from .service import Services
 
-    extra = {"backends": (args.spot_check,)} if args.spot_check else {}
+    mix = []
+    for text in args.mix or []:
+        spec, eq, weight = text.rpartition("=")
+        try:
+            mix.append((spec.strip(), float(weight)))
+        except ValueError:
+            spec = ""
+        if not (eq and spec):
+            raise InputError(f"--mix takes SPEC=WEIGHT, e.g. --mix pixel=0.2; got {text!r}")
+    offered = tuple(s for s in [args.spot_check, *(m for m, _ in mix)] if s)
+    extra = {"backends": offered} if offered else {}
     services = Services(StudioConfig.from_env(backend=args.backend, db=args.db, **extra))
     backend = args.backend or services.config.backend
     server = serve(services, backend, host=args.host, port=args.port,
                    pickle_compat=args.pickle_compat, batch_size=args.batch,
                    max_queue=args.max_queue, threshold=args.threshold, record=args.record,
-                   name=args.name, samples=args.samples, spot_check=args.spot_check)
+                   name=args.name, samples=args.samples, spot_check=args.spot_check,
+                   mix=mix)
     host, port = (str(v) for v in server.server_address[:2])
     print(f"serving rewards from {backend} on http://{host}:{port} (POST /v1/reward"
           + (", pickled POST /" if args.pickle_compat else "") + ")", flush=True)
@@ -354,6 +365,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve_reward.add_argument("--samples", type=int, default=2,
                               help="items of each call kept as samples with their judgments "
                                    "(default 2)")
+    serve_reward.add_argument("--mix", action="append", metavar="SPEC=WEIGHT",
+                              help="add a backend to the reward (repeatable): the reward is "
+                                   "the weighted mean, --backend weighing 1 - the sum, e.g. "
+                                   "--backend mini --mix pixel=0.2")
     serve_reward.add_argument("--spot-check", default=None, metavar="SPEC",
                               help="a second backend that judges the kept samples again: the "
                                    "run's hacking alert compares the two (e.g. pixel)")

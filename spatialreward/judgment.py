@@ -379,3 +379,10 @@ class Judgment:
         except json.JSONDecodeError as err:
             raise JudgmentFormatError(f"judgment JSON does not parse: {err}") from err
         return cls.from_dict(data)
+
+
+def served_reward(j: Judgment) -> float | None:
+    """The reward a reward server answers for ``j``: its own, or the weighted mean of a
+    reward mix when one judged it (``serve-reward --mix``: ``meta["reward_mix"]``)."""
+    mix = j.meta.get("reward_mix")
+    return mix.get("reward") if isinstance(mix, dict) else j.reward

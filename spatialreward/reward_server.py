@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
 import logging
 import math
@@ -44,7 +45,7 @@ from typing import Any
 from PIL import Image
 
 from .errors import InputError, StudioError
-from .judgment import Judgment
+from .judgment import Judgment, served_reward
 from .safe_pickle import safe_loads
 
 Triple = tuple[Image.Image, Image.Image, str]
@@ -116,18 +117,44 @@ class RewardEngine:
 
     def item(self, j: Judgment) -> dict[str, Any]:
         """The JSON answer for one judgment."""
-        return {"reward": j.reward, "score": None if j.reward is None
-                else float(j.reward >= self.threshold),
+        reward = served_reward(j)
+        return {"reward": reward, "score": None if reward is None
+                else float(reward >= self.threshold),
                 "sc": None if j.sc is None else list(j.sc),
                 "pq": None if j.pq is None else list(j.pq),
                 "regions": [r.to_dict() for r in j.regions], "reasoning": j.reasoning,
                 "status": j.status, "error": j.error}
 
 
-def services_judge(services: Any, backend: str, batch: int = 16) -> JudgeFn:
-    """A :data:`JudgeFn` through the Studio's services: ``Services.judge_batch``."""
+def services_judge(services: Any, backend: str, batch: int = 16,
+                   mix: Sequence[tuple[str, float]] = ()) -> JudgeFn:
+    """A :data:`JudgeFn` through the Studio's services: ``Services.judge_batch``. With
+    ``mix`` ((spec, weight) pairs, the first being ``backend``'s) every edit is judged by
+    each backend and its reward is their weighted mean, in ``meta["reward_mix"]``; the
+    judgment shown (scores, regions, reasoning) is the first backend's. An edit any term
+    fails on has no reward: never a partial mix."""
     def judge(triples: Sequence[Triple]) -> list[Judgment]:
-        return list(services.judge_batch(triples, backend, batch=batch))
+        first = list(services.judge_batch(triples, backend, batch=batch))
+        if not mix:
+            return first
+        per_term = [first] + [list(services.judge_batch(triples, spec, batch=batch))
+                              for spec, _ in mix[1:]]
+        weights = [w for _, w in mix]
+        out = []
+        for k, j in enumerate(first):
+            rewards = [term[k].reward for term in per_term]
+            known = [r for r in rewards if r is not None]
+            reward = (sum(w * r for w, r in zip(weights, known, strict=True)) / sum(weights)
+                      if len(known) == len(rewards) else None)
+            terms = {spec: r for (spec, _), r in zip(mix, rewards, strict=True)}
+            failed = [term[k] for term in per_term if not term[k].ok]
+            status = j.status if not failed or not j.ok else failed[0].status
+            error = j.error if not failed or not j.ok else (
+                f"reward mix: {failed[0].backend} failed: {failed[0].error}")
+            out.append(dataclasses.replace(j, status=status, error=error, meta={
+                **j.meta, "reward_mix": {"reward": reward, "terms": terms,
+                                         "weights": dict(mix)}}))
+        return out
     return judge
 
 
@@ -267,7 +294,8 @@ def make_handler(engine: RewardEngine, load: Callable[[Any, str], Image.Image], 
                     decoded, metas = _decode_pickle(body, load)
                     judgments = _judge_decoded(engine, decoded)
                     fields = {"client": "pickle-compat"}
-                    rewards = [math.nan if j.reward is None else j.reward for j in judgments]
+                    rewards = [math.nan if (r := served_reward(j)) is None else r
+                               for j in judgments]
                     answer_p = {"rewards": rewards,
                                 "scores": [r if math.isnan(r) else float(r >= engine.threshold)
                                            for r in rewards],
@@ -325,23 +353,31 @@ class CallRecorder:
 def serve(services: Any, backend: str, *, host: str = "127.0.0.1", port: int = 8780,
           pickle_compat: bool = False, batch_size: int = 16, max_queue: int = 64,
           threshold: float = 0.5, record: bool = True,
-          name: str = "", samples: int = 2, spot_check: str | None = None
-          ) -> ThreadingHTTPServer:
+          name: str = "", samples: int = 2, spot_check: str | None = None,
+          mix: Sequence[tuple[str, float]] = ()) -> ThreadingHTTPServer:
     """A started-on-demand server (call ``serve_forever``) judging with ``backend``; with
     ``record`` every call is logged as a step of a new external run in the store
     (``server.run_id``), ``samples`` items of each call kept with their judgments, and
     re-judged by the ``spot_check`` backend when one is given (the run's hacking alert)."""
     model = services.backend(backend)  # an unknown backend fails before binding
-    if spot_check:
-        services.backend(spot_check)
-    engine = RewardEngine(services_judge(services, backend, batch_size),
+    for spec in [spot_check, *(s for s, _ in mix)]:
+        if spec:
+            services.backend(spec)
+    if mix and any(not w > 0 for _, w in mix):
+        raise InputError("every reward-mix weight must be positive")
+    terms = [(backend, 1.0 - sum(w for _, w in mix)), *mix] if mix else []
+    if terms and not terms[0][1] > 0:
+        raise InputError("the --mix weights must add up to less than 1: the rest is "
+                         f"{backend}'s weight")
+    engine = RewardEngine(services_judge(services, backend, batch_size, terms),
                           batch_size=batch_size, max_queue=max_queue, threshold=threshold)
     recorder = None
     if record:
         run_id = services.open_external_run(name or f"serve-reward {backend}", {
             "backend": backend, "version": model.version, "host": host, "port": port,
             "pickle_compat": pickle_compat, "threshold": threshold,
-            "spot_check": spot_check, "samples": samples})
+            "spot_check": spot_check, "samples": samples,
+            "mix": {spec: w for spec, w in terms} or None})
         recorder = CallRecorder(services, run_id, samples, spot_check)
     handler = make_handler(engine, services.load, pickle_compat=pickle_compat,
                            info={"backend": backend, "version": model.version,

@@ -40,7 +40,7 @@ from .images import (
     intake_warnings,
     load_image,
 )
-from .judgment import Judgment
+from .judgment import Judgment, served_reward
 from .regions import PixelEvidence, propose_regions
 from .service_learning import LearningServices
 from .service_runs import RunServices
@@ -322,24 +322,21 @@ class Services(RunServices, LearningServices):
         ``triples[k]`` is None for an item that could not be read (it counts as failed)."""
         import json
 
-        from .rl.charts import history_from_metrics
-        from .rl.external import spot_alert
-
-        rewards = [j.reward for j in judgments if j.reward is not None]
+        rewards = [r for j in judgments if (r := served_reward(j)) is not None]
         values = {"items": float(len(judgments)), "latency_ms": float(latency_ms),
                   "reward_failed": float(sum(not j.ok for j in judgments))}
         if rewards:
             values["reward_mean"] = float(np.mean(rewards))
         kept = [(t, j) for t, j in zip(triples, judgments, strict=True)
-                if t is not None and j.reward is not None][:samples]
+                if t is not None and served_reward(j) is not None][:samples]
         second: list[Judgment | None] = [None] * len(kept)
         if spot_check and kept:
             second = list(judge_in_batches(self.backend(spot_check),
                                            [t for t, _ in kept], len(kept)))
-            pairs = [(j.reward, s.reward) for (_, j), s in zip(kept, second, strict=True)
+            pairs = [(served_reward(j), s.reward) for (_, j), s in zip(kept, second, strict=True)
                      if s is not None and s.reward is not None]
             if pairs:
-                values["reward_on_spot"] = float(np.mean([a for a, _ in pairs]))
+                values["reward_on_spot"] = float(np.mean([a or 0.0 for a, _ in pairs]))
                 values["spot_reward"] = float(np.mean([b for _, b in pairs]))
         self.store.log_metrics(run_id, step, values)
         row = self.store.run(run_id)
@@ -348,7 +345,8 @@ class Services(RunServices, LearningServices):
         served = str(row["config"].get("backend") or "served")
         for (triple, j), s in zip(kept, second, strict=True):
             src, edt, text = triple
-            reward = float(j.reward) if j.reward is not None else math.nan  # kept: scored
+            reward = served_reward(j)
+            reward = math.nan if reward is None else float(reward)  # kept: all scored
             sample_id = self.store.add_rl_sample(run_id, step, text, src, [edt], [reward])
             if folder is not None:
                 judged = {served: j.to_dict()}
@@ -356,8 +354,12 @@ class Services(RunServices, LearningServices):
                     judged[f"spot check {spot_check}"] = s.to_dict()
                 (folder / "samples" / f"{sample_id}.json").write_text(
                     json.dumps({"judgments": [judged]}), encoding="utf-8")
-        alert = spot_alert(history_from_metrics(self.store.metrics(run_id))) \
-            if "spot_reward" in values else None
+        if "spot_reward" not in values:
+            return
+        from .rl.charts import history_from_metrics
+        from .rl.external import spot_alert
+
+        alert = spot_alert(history_from_metrics(self.store.metrics(run_id)))
         if alert is not None and alert.step == step:
             self.store.log_metrics(run_id, step, {"hacking_alert": 1.0})
             if folder is not None:

@@ -8,6 +8,7 @@ import base64
 import io
 import json
 import threading
+import time
 import urllib.request
 
 import gradio as gr
@@ -34,6 +35,14 @@ class Scripted:
         s = 25.0 * float(next(self.rewards))
         return Judgment(status="ok", sc=(s, s), pq=(s, s), backend=self.name,
                         backend_version="1", reasoning="scripted")
+
+
+def recorded(services: Services, run_id: int, calls: int) -> None:
+    """Wait until the server recorded ``calls`` calls (it records after answering)."""
+    deadline = time.monotonic() + 60
+    while sum(m["key"] == "items" for m in services.store.metrics(run_id)) < calls:
+        assert time.monotonic() < deadline, "the calls were not recorded"
+        time.sleep(0.05)
 
 
 def png(image: Image.Image) -> str:
@@ -63,6 +72,7 @@ def test_an_external_run_shows_up_in_the_train_tab_with_curves_and_samples(tmp_p
                                          .encode(), {"Content-Type": "application/json"})
         with urllib.request.urlopen(request) as answer:
             assert answer.status == 200
+    recorded(services, server.run_id, 3)
     server.shutdown()
     server.server_close()
     run_id = server.run_id
@@ -129,3 +139,41 @@ def test_the_spot_check_alert_fires_on_a_hacked_run_and_stays_quiet_on_a_flat_on
     services.add_backend("spot", Scripted("spot", np.clip(0.5 + rng.normal(0, 0.05, n), 0, 1)))
     _, quiet = _run(services, list(flat), "flat")
     assert quiet == []
+
+
+def test_a_reward_mix_serves_the_weighted_mean_and_fails_whole(tmp_path, pair):
+    services = Services(StudioConfig(db=tmp_path / "s.db", backend="pixel"))
+    services.add_backend("zero", Scripted("zero", [0.0] * 10))
+    plain = services.judge_batch([(pair[0], pair[1], "make it red")], "pixel")[0]
+    server = serve(services, "pixel", port=0, mix=[("zero", 0.25)], record=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/v1/reward"
+    items = [{"source": png(pair[0]), "edited": png(pair[1]), "instruction": "make it red"}]
+    request = urllib.request.Request(url, json.dumps({"items": items}).encode(),
+                                     {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request) as answer:
+        [item] = json.loads(answer.read())["items"]
+    recorded(services, server.run_id, 1)
+    server.shutdown()
+    server.server_close()
+    assert item["reward"] == pytest.approx(0.75 * plain.reward)  # pixel 0.75, zero 0.25
+    assert item["sc"] == list(plain.sc)  # what is shown is the first backend's judgment
+    metrics = {m["key"]: m["value"] for m in services.store.metrics(server.run_id)}
+    assert metrics["reward_mean"] == pytest.approx(0.75 * plain.reward)
+    with pytest.raises(Exception, match="less than 1"):
+        serve(services, "pixel", port=0, mix=[("zero", 1.0)], record=False)
+
+    class Down:
+        name, version = "down", "1"
+
+        def judge(self, source, edited, instruction, evidence=None):
+            return Judgment(status="backend_error", backend="down", backend_version="1",
+                            error="server unreachable")
+
+    services.add_backend("down", Down())
+    from spatialreward.reward_server import services_judge
+
+    [j] = services_judge(services, "pixel", 4, [("pixel", 0.5), ("down", 0.5)])(
+        [(pair[0], pair[1], "make it red")])
+    assert j.meta["reward_mix"]["reward"] is None and j.status == "backend_error"
+    assert "down failed: server unreachable" in j.error

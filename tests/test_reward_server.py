@@ -21,6 +21,7 @@ from spatialreward.judgment import Judgment
 from spatialreward.reward_server import RewardEngine, ServerBusy, make_handler, serve
 from spatialreward.service import Services
 from tests.factories import make_edit_case
+from tests.test_external_runs import recorded
 
 
 def png(image: Image.Image) -> str:
@@ -125,6 +126,7 @@ def test_every_call_is_recorded_as_a_step_of_an_external_run(tmp_path, pair):
             {"source": png(source), "edited": png(edited), "instruction": "make it red"},
             {"source": png(source), "edited": "!!", "instruction": "make it red"}]}).encode()
         assert post(url + "/v1/reward", body, "application/json")[0] == 200
+    recorded(services, server.run_id, 2)  # recording happens after the answer
     server.shutdown()
     server.server_close()
     run = services.store.run(server.run_id)
