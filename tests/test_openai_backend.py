@@ -12,7 +12,6 @@ import socket
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from spatialreward.backends import create, normalize_spec
@@ -22,17 +21,9 @@ from spatialreward.vlm.architectures import cached_tiny_checkpoint
 from spatialreward.vlm.openai_api import OpenAIConfig
 from tests.factories import make_edit_case
 from tests.openai_server import ChatServer, decode_data_url
-from tests.test_vlm import PQ, SC
+from tests.test_vlm import PQ, SC, one_thread  # noqa: F401 (autouse: one torch thread)
 
 SETTINGS = "max_new_tokens=160,max_pixels=65536"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

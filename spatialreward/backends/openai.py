@@ -39,7 +39,7 @@ from PIL import Image
 from ..errors import ConfigError
 from ..judgment import Judgment
 from ..regions import PixelEvidence
-from ..vlm.answers import assemble
+from ..vlm.answers import assemble, no_multi_image, sized_edit
 from ..vlm.inputs import image_key
 from ..vlm.openai_api import (
     OpenAIConfig,
@@ -199,10 +199,7 @@ class OpenAIBackend:
         """An edit made from several input images (the protocol's ``[sc_multi]`` call)."""
         call = self.prompts.sc_multi
         if call is None:
-            return Judgment(status="backend_error", backend=self.name,
-                            backend_version=self.version, meta={"sources": len(sources)},
-                            error=f"not supported: protocol {self.prompts.name!r} has no "
-                                  "[sc_multi] call for an edit made from several images")
+            return no_multi_image(self.prompts, self.name, self.version, len(sources))
         edited = self._sized(edited, sources[0])
         calls = [(call, [*sources, edited])]
         if self.prompts.pq is not None:
@@ -212,9 +209,7 @@ class OpenAIBackend:
                                                    "sc_call": "sc_multi"})
 
     def _sized(self, edited: Image.Image, source: Image.Image) -> Image.Image:
-        if self.prompts.edit_size == "source" and edited.size != source.size:
-            return edited.resize(source.size)
-        return edited
+        return sized_edit(self.prompts, edited, source)
 
     def _key(self, instruction: str, calls: list[tuple[Call, list[Image.Image]]]) -> str:
         h = hashlib.blake2b(f"{self.version}\0{instruction}".encode(), digest_size=16)

@@ -29,7 +29,7 @@ from PIL import Image
 from ..errors import ConfigError, InputError
 from ..judgment import Judgment
 from ..regions import PixelEvidence
-from ..vlm.answers import _average, assemble
+from ..vlm.answers import _average, assemble, no_multi_image, sized_edit
 from ..vlm.attention import AttentionMaps, RawAttention, build_maps, summarise
 from ..vlm.checkpoint import Loaded, build_image_processor, fingerprint, load_checkpoint
 from ..vlm.config import VLMConfig
@@ -101,12 +101,7 @@ class VLMBackend:
 
     # -- judging -------------------------------------------------------------------------
     def _sized(self, edited: Image.Image, source: Image.Image) -> Image.Image:
-        """The edit as the protocol shows it: resized to the source's size under
-        ``edit_size = "source"`` (EditScore, GEdit-Bench; Pillow's default filter, as
-        their evaluation code resizes), else as it is."""
-        if self.prompts.edit_size == "source" and edited.size != source.size:
-            return edited.resize(source.size)
-        return edited
+        return sized_edit(self.prompts, edited, source)
 
     def _requests(self, source: Image.Image, edited: Image.Image, instruction: str
                   ) -> list[Request]:
@@ -135,10 +130,7 @@ class VLMBackend:
         usual. A protocol without ``[sc_multi]`` gives a failed judgment that says so."""
         call = self.prompts.sc_multi
         if call is None:
-            return Judgment(status="backend_error", backend=self.name,
-                            backend_version=self.version, meta={"sources": len(sources)},
-                            error=f"not supported: protocol {self.prompts.name!r} has no "
-                                  "[sc_multi] call for an edit made from several images")
+            return no_multi_image(self.prompts, self.name, self.version, len(sources))
         edited = self._sized(edited, sources[0])
         n = self.config.samples
         sc_request = self.runner.request(call, instruction, [*sources, edited])

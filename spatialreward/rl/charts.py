@@ -30,6 +30,13 @@ def _series(history: Sequence[Mapping[str, Any]], key: str) -> tuple[list[float]
     return [p[0] for p in pts], [float(p[1]) for p in pts]
 
 
+def add_series(fig: go.Figure, history: Sequence[Mapping[str, Any]], key: str, name: str,
+               row: int = 1, col: int = 1, **style: Any) -> None:
+    """One history key as a line (or ``mode``/``marker`` as given) in subplot (row, col)."""
+    x, y = _series(history, key)
+    fig.add_trace(go.Scatter(x=x, y=y, name=name, **style), row=row, col=col)
+
+
 def curves_figure(history: Sequence[Mapping[str, Any]], height: int = 620) -> go.Figure:
     """Four panels: reward (mean, +-1 std band) with ground-truth success, the KL to the
     reference, the loss, and seconds per step split into sample / reward / update.
@@ -47,13 +54,10 @@ def curves_figure(history: Sequence[Mapping[str, Any]], height: int = 620) -> go
                       row=1, col=1)
     fig.add_trace(go.Scatter(x=x, y=mean, name="reward mean", line=dict(color=BLUE)),
                   row=1, col=1)
-    gx, gy = _series(history, "gt_success")
-    fig.add_trace(go.Scatter(x=gx, y=gy, name="ground-truth success (samples)",
-                             line=dict(color=GREEN)), row=1, col=1)
-    hx, hy = _series(history, "heldout_gt_success")
-    fig.add_trace(go.Scatter(x=hx, y=hy, name="ground-truth success (held out)",
-                             mode="lines+markers", line=dict(color=GREEN, dash="dot")),
-                  row=1, col=1)
+    add_series(fig, history, "gt_success", "ground-truth success (samples)",
+               line=dict(color=GREEN))
+    add_series(fig, history, "heldout_gt_success", "ground-truth success (held out)",
+               mode="lines+markers", line=dict(color=GREEN, dash="dot"))
     ax, ay = _series(history, "hacking_alert")
     alerts = [s for s, v in zip(ax, ay, strict=True) if v > 0]
     if alerts:

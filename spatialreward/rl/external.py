@@ -21,7 +21,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .charts import BLUE, GREY, ORANGE, _series
+from .charts import BLUE, GREY, ORANGE, _series, add_series
 from .monitor import Alert, hacking_alert
 
 SPOT_WINDOW = 50
@@ -79,16 +79,11 @@ def external_figure(history: Sequence[Mapping[str, Any]], height: int = 560) -> 
     fig = make_subplots(rows=2, cols=2, subplot_titles=(
         "reward per call (served) and the spot check", "failed items per call",
         "latency per call (ms)", "items per call"), vertical_spacing=0.14)
-    x, y = _series(history, "reward_mean")
-    fig.add_trace(go.Scatter(x=x, y=y, name="reward mean (all items)",
-                             line=dict(color=BLUE)), row=1, col=1)
-    sx, sy = _series(history, "reward_on_spot")
-    fig.add_trace(go.Scatter(x=sx, y=sy, name="reward on the spot-checked items",
-                             mode="markers", marker=dict(color=BLUE, symbol="circle-open")),
-                  row=1, col=1)
-    cx, cy = _series(history, "spot_reward")
-    fig.add_trace(go.Scatter(x=cx, y=cy, name="spot check's reward (same items)",
-                             mode="lines+markers", line=dict(color=ORANGE)), row=1, col=1)
+    add_series(fig, history, "reward_mean", "reward mean (all items)", line=dict(color=BLUE))
+    add_series(fig, history, "reward_on_spot", "reward on the spot-checked items",
+               mode="markers", marker=dict(color=BLUE, symbol="circle-open"))
+    add_series(fig, history, "spot_reward", "spot check's reward (same items)",
+               mode="lines+markers", line=dict(color=ORANGE))
     alerts = [h["step"] for h in history if h.get("hacking_alert", 0) > 0]
     if alerts:
         fig.add_trace(go.Scatter(x=alerts, y=[1.0] * len(alerts), mode="markers",
@@ -98,8 +93,7 @@ def external_figure(history: Sequence[Mapping[str, Any]], height: int = 560) -> 
             if h.get("items")]
     fig.add_trace(go.Scatter(x=[s for s, _ in rate], y=[r for _, r in rate],
                              name="failure rate", line=dict(color="red")), row=1, col=2)
-    lx, ly = _series(history, "latency_ms")
-    fig.add_trace(go.Scatter(x=lx, y=ly, name="latency", line=dict(color=GREY)), row=2, col=1)
+    add_series(fig, history, "latency_ms", "latency", 2, 1, line=dict(color=GREY))
     ix, iy = _series(history, "items")
     fig.add_trace(go.Bar(x=ix, y=iy, name="items", marker_color=GREY), row=2, col=2)
     fig.update_yaxes(range=[0, 1.05], row=1, col=1)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 import numpy as np
+from PIL import Image
 
 from ..judgment import Judgment
 from ..official_parse import in_range, official_score
@@ -30,6 +31,24 @@ class Answer(Protocol):
     new_tokens: int
     truncated: bool
     timings_ms: dict[str, float]
+
+
+def no_multi_image(prompts: Prompts, name: str, version: str, sources: int) -> Judgment:
+    """The failed judgment of an edit made from several images, under a protocol without
+    an ``[sc_multi]`` call."""
+    return Judgment(status="backend_error", backend=name, backend_version=version,
+                    meta={"sources": sources},
+                    error=f"not supported: protocol {prompts.name!r} has no [sc_multi] "
+                          "call for an edit made from several images")
+
+
+def sized_edit(prompts: Prompts, edited: Image.Image, source: Image.Image) -> Image.Image:
+    """The edit as the protocol shows it: resized to the source's size under
+    ``edit_size = "source"`` (EditScore, GEdit-Bench; Pillow's default filter, as their
+    evaluation code resizes), else as it is."""
+    if prompts.edit_size == "source" and edited.size != source.size:
+        return edited.resize(source.size)
+    return edited
 
 
 def assemble(sc: Sequence[Answer], pq: Sequence[Answer] | None, prompts: Prompts, *,

@@ -166,17 +166,7 @@ class VLMConfig:
                 "the vlm backend needs a checkpoint directory: --backend vlm:/path/to/checkpoint "
                 "(optionally followed by ,key=value settings; see docs/vlm.md)"
             )
-        # Split only before "key=" so a path may contain commas that are not followed by one.
-        path, *pairs = re.split(r",(?=\s*\w+\s*=)", argument.strip())
-        known = {f.name: f for f in fields(cls)}
-        values: dict[str, Any] = {"path": path.strip()}
-        for pair in pairs:
-            key, _, raw = (p.strip() for p in pair.partition("="))
-            if key not in known or key == "path":
-                names = ", ".join(n for n in known if n != "path")
-                raise ConfigError(f"unknown vlm setting {key!r}; known settings: {names}")
-            values[key] = _convert(key, raw, known[key].type)
-        return cls(**values)
+        return cls(**spec_settings(argument, cls, "path", "vlm"))
 
     def describe(self) -> dict[str, Any]:
         """The settings as plain JSON values (for meta fields and logs)."""
@@ -184,7 +174,27 @@ class VLMConfig:
                 for f in fields(self)}
 
 
-def _convert(key: str, raw: str, kind: Any) -> Any:
+def spec_settings(argument: str, cls: Any, head: str, what: str) -> dict[str, Any]:
+    """``HEAD[,key=value...]`` (a backend spec's argument) as keyword arguments of the
+    dataclass ``cls``: HEAD under ``head``, each value converted to its field's type.
+    Splits only before ``key=``, so a path or URL may contain commas not followed by one.
+
+    >>> spec_settings("/m/x,samples=2", VLMConfig, "path", "vlm")
+    {'path': '/m/x', 'samples': 2}
+    """
+    first, *pairs = re.split(r",(?=\s*\w+\s*=)", argument.strip())
+    known = {f.name: f for f in fields(cls)}
+    values: dict[str, Any] = {head: first.strip()}
+    for pair in pairs:
+        key, _, raw = (p.strip() for p in pair.partition("="))
+        if key not in known or key == head:
+            names = ", ".join(n for n in known if n != head)
+            raise ConfigError(f"unknown {what} setting {key!r}; known settings: {names}")
+        values[key] = _convert(key, raw, known[key].type, what)
+    return values
+
+
+def _convert(key: str, raw: str, kind: Any, what: str = "vlm") -> Any:
     kind = str(kind)
     try:
         if kind.startswith("bool"):
@@ -194,9 +204,9 @@ def _convert(key: str, raw: str, kind: Any) -> Any:
         if kind.startswith("int"):
             return None if raw.lower() == "none" else int(raw.replace("_", ""))
         if kind.startswith("float"):
-            return float(raw)
+            return None if raw.lower() == "none" else float(raw)
         if kind.startswith("Path"):
             return None if raw.lower() == "none" else Path(raw)
         return raw
     except ValueError:
-        raise ConfigError(f"vlm setting {key}={raw!r} is not a valid {kind}") from None
+        raise ConfigError(f"{what} setting {key}={raw!r} is not a valid {kind}") from None

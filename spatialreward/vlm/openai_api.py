@@ -26,6 +26,7 @@ from typing import Any
 from PIL import Image
 
 from ..errors import ConfigError
+from .config import spec_settings
 from .prompts import Call
 from .resize import official_resize
 
@@ -114,16 +115,7 @@ class OpenAIConfig:
         if not argument or not argument.strip():
             raise ConfigError("the openai backend needs the server's URL: --backend "
                               "openai:http://127.0.0.1:8000/v1[,model=NAME] (docs/serving.md)")
-        url, *pairs = re.split(r",(?=\s*\w+\s*=)", argument.strip())
-        known = {f.name: f for f in fields(cls)}
-        values: dict[str, Any] = {"base_url": url.strip()}
-        for pair in pairs:
-            key, _, raw = (p.strip() for p in pair.partition("="))
-            if key not in known or key == "base_url":
-                names = ", ".join(n for n in known if n != "base_url")
-                raise ConfigError(f"unknown openai setting {key!r}; known settings: {names}")
-            values[key] = _convert(key, raw, str(known[key].type))
-        return cls(**values)
+        return cls(**spec_settings(argument, cls, "base_url", "openai"))
 
     @property
     def urls(self) -> list[str]:
@@ -139,17 +131,6 @@ class OpenAIConfig:
             raise ConfigError(f"key_env={self.key_env} names an environment variable that is "
                               f"not set; export {self.key_env}=... before starting")
         return key
-
-
-def _convert(key: str, raw: str, kind: str) -> Any:
-    try:
-        if kind.startswith("int"):
-            return None if raw.lower() == "none" else int(raw.replace("_", ""))
-        if kind.startswith("float"):
-            return None if raw.lower() == "none" else float(raw)
-        return raw
-    except ValueError:
-        raise ConfigError(f"openai setting {key}={raw!r} is not a valid {kind}") from None
 
 
 def data_url(image: Image.Image) -> str:
