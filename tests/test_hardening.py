@@ -542,7 +542,7 @@ def test_cli_backend_mistakes_are_one_line_errors(tmp_path):
                                      .read_text())
     (bad / "model.safetensors").write_bytes(b"pickled? no: junk")
     for spec, says in ((f"mini:{bad}", "not a usable SpatialReward-Mini checkpoint"),
-                       ("nosuch", "known backends: mini, pixel, vlm")):
+                       ("nosuch", "known backends: mini, openai, pixel, vlm")):
         out = subprocess.run([sys.executable, "-m", "spatialreward", "judge", "--source",
                               str(tmp_path / "a.png"), "--edited", str(tmp_path / "a.png"),
                               "--instruction", "make it red", "--backend", spec], cwd=ROOT,
