@@ -431,11 +431,13 @@ def test_an_edit_from_several_images_is_judged_against_all_of_them(backend, pair
     assert j.status == "backend_error" and "not supported" in (j.error or "")
 
 
-@pytest.mark.parametrize("arch", ARCHS)
-def test_candidates_of_one_source_reuse_its_prefix_and_answer_the_same(backend, arch):
+@pytest.mark.parametrize(("arch", "batch"), [("qwen3_vl", 2), ("qwen3_vl", 8),
+                                           ("qwen2_5_vl", 8)])
+def test_candidates_of_one_source_reuse_its_prefix_and_answer_the_same(backend, arch, batch):
     """``reuse_prefix``: the K SC prompts of one source share system text + source image;
     that prefix's KV cache is computed once and reused per candidate, in chunks of
-    ``batch_size``. The answers are the very tokens of the plain path."""
+    ``batch_size``, the other calls (PQ, the odd candidate) decoded in the same batch
+    when there is room. The answers are the very tokens of the plain path."""
     rng = np.random.default_rng(11)
 
     def picture(h: int, w: int) -> Image.Image:
@@ -444,7 +446,7 @@ def test_candidates_of_one_source_reuse_its_prefix_and_answer_the_same(backend, 
     source = picture(96, 128)
     triples = [(source, picture(80, 112), "make the cup red") for _ in range(3)]
     triples.append((source, picture(64, 64), "make the cup red"))  # another size: alone
-    settings = dict(max_new_tokens=160, attention_summary="no", batch_size=2)
+    settings = dict(max_new_tokens=160, attention_summary="no", batch_size=batch)
     reuse = backend(arch, **settings)
     plain = backend(arch, **settings, reuse_prefix="no")
     before = reuse.runner.prefix_rows

@@ -178,7 +178,9 @@ class Runner:
         image - the K candidates of one source in their SC calls - are answered together
         from one computation of the shared prefix (system text, the source image, the text
         between): its KV cache is computed once and copied to each row
-        (:meth:`_shared_prefix_chunk`). Greedy answers are the same tokens either way."""
+        (:meth:`_shared_prefix_chunk`); other requests no longer than them fill the rest
+        of that batch, prefilled on their own and decoded in the same loop. Greedy answers
+        are the same tokens either way."""
         outputs: list[Output | None] = [None] * len(requests)
         rest = list(range(len(requests)))
         if capture is None and self.config.reuse_prefix:
@@ -187,9 +189,12 @@ class Runner:
                 size = self.config.batch_size
                 for start in range(0, len(members), size):
                     part = members[start : start + size]
-                    for k, out in zip(part, self._shared_prefix_chunk(
-                            [requests[i] for i in part]), strict=True):
+                    riders = self._riders(requests, part[0], rest, size - len(part))
+                    done = self._shared_prefix_chunk([requests[i] for i in part],
+                                                     [requests[i] for i in riders])
+                    for k, out in zip(part + riders, done, strict=True):
                         outputs[k] = out
+                    rest = [k for k in rest if k not in riders]
         size = self.config.batch_size
         for start in range(0, len(rest), size):
             part = rest[start : start + size]
@@ -214,38 +219,91 @@ class Runner:
         grouped = {k for g in groups for k in g}
         return groups, [k for k in range(len(requests)) if k not in grouped]
 
-    def _shared_prefix_chunk(self, requests: Sequence[Request]) -> list[Output]:
-        """Requests of one prefix group (equal lengths, no padding): one forward pass over
-        the prefix up to the last image, its cache repeated per row, then ``generate``
-        over the rows' last images and text with that cache."""
+    def _riders(self, requests: Sequence[Request], member: int, rest: Sequence[int],
+                room: int) -> list[int]:
+        """Up to ``room`` of the ``rest`` requests no longer than ``requests[member]``
+        (in tokens), to decode alongside its group."""
+        if room <= 0:
+            return []
+        def length(r: Request) -> int:
+            text = len(self.tokenizer(r.prompt, add_special_tokens=False)["input_ids"])
+            return text - len(r.images) + sum(self.encoder.prepare(im).tokens
+                                              for im in r.images)
+        limit = length(requests[member])
+        return [k for k in rest if length(requests[k]) <= limit][:room]
+
+    def _prefill(self, ids: torch.Tensor, mask: torch.Tensor, mtt: torch.Tensor,
+                 positions: torch.Tensor, images: Sequence[Any], cache: Any = None) -> Any:
+        """One forward pass filling (or extending) a KV cache; returns the cache."""
+        kwargs: dict[str, Any] = {}
+        if images:
+            kwargs["mm_encoder_outputs"] = self.encoder.encode(images)
+        return self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                          mm_token_type_ids=mtt, cache=cache, use_cache=True,
+                          logits_to_keep=1, **kwargs).cache
+
+    def _positions(self, inputs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The model's own M-RoPE position ids of a whole batch, and its rope deltas."""
+        keys = ("input_ids", "attention_mask", "mm_token_type_ids", "image_grid_thw")
+        positions = self.model._prepare_position_ids_for_generation(
+            inputs["input_ids"], {k: inputs[k] for k in keys if k in inputs})
+        return positions, self.model.model.rope_deltas.clone()
+
+    def _shared_prefix_chunk(self, members: Sequence[Request], riders: Sequence[Request]
+                             ) -> list[Output]:
+        """``members``: one prefix group (equal lengths); ``riders``: requests no longer
+        than them. Every prompt but its last token is prefilled into one KV cache - the
+        group's prefix once (repeated per row), then each member's own rest; the riders in
+        a batch of their own, their cache rows left-padded - and one ``generate`` call
+        decodes all rows from it, with the rope deltas of the whole batch."""
+        requests = [*members, *riders]
+        k = len(members)
         with self._lock:
             t0 = time.perf_counter()
             prepared = [[self.encoder.prepare(im) for im in r.images] for r in requests]
             batch = build_batch(self.tokenizer, [r.prompt for r in requests], prepared,
                                 self.image_token)
             device = self.model.device
-            inputs = {k: v.to(device) for k, v in batch.inputs.items()}
-            ids = inputs["input_ids"]
-            n_before = sum(im.tokens for im in prepared[0][:-1])
-            is_image = ids[0] == self.tokenizer.convert_tokens_to_ids(self.image_token)
-            cut = int(torch.nonzero(is_image).flatten()[n_before])  # the last image starts
+            inputs = {key: v.to(device) for key, v in batch.inputs.items()}
+            ids, mask = inputs["input_ids"], inputs["attention_mask"]
+            mtt = inputs["mm_token_type_ids"]
+            t = ids.shape[1]
+            positions, deltas = self._positions(inputs)
             earlier = prepared[0][:-1]
-            prefix = self.model(
-                input_ids=ids[:1, :cut], attention_mask=inputs["attention_mask"][:1, :cut],
-                mm_token_type_ids=inputs["mm_token_type_ids"][:1, :cut],
-                image_grid_thw=inputs["image_grid_thw"][: len(earlier)],
-                mm_encoder_outputs=self.encoder.encode(earlier), use_cache=True,
-                logits_to_keep=1)
-            cache = prefix.cache
-            cache.batch_repeat_interleave(len(requests))
-            self.prefix_rows += len(requests)
-            inputs["mm_encoder_outputs"] = self.encoder.encode([p[-1] for p in prepared])
-            self.model.model.rope_deltas = None  # the generate call computes its own
+            is_image = ids[0] == self.tokenizer.convert_tokens_to_ids(self.image_token)
+            cut = int(torch.nonzero(is_image).flatten()[sum(im.tokens for im in earlier)])
+            cache = self._prefill(ids[:1, :cut], mask[:1, :cut], mtt[:1, :cut],
+                                  positions[:, :1, :cut], earlier)
+            cache.batch_repeat_interleave(k)
+            cache = self._prefill(ids[:k, cut:t - 1], mask[:k, :t - 1], mtt[:k, cut:t - 1],
+                                  positions[:, :k, cut:t - 1], [p[-1] for p in prepared[:k]],
+                                  cache)
+            self.prefix_rows += k
+            if riders:
+                own = build_batch(self.tokenizer, [r.prompt for r in riders], prepared[k:],
+                                  self.image_token)
+                o = {key: v.to(device) for key, v in own.inputs.items()}
+                o_pos, _ = self._positions(o)
+                width = o["input_ids"].shape[1]
+                theirs = self._prefill(o["input_ids"][:, :width - 1],
+                                       o["attention_mask"][:, :width - 1],
+                                       o["mm_token_type_ids"][:, :width - 1],
+                                       o_pos[:, :, :width - 1],
+                                       [im for p in prepared[k:] for im in p])
+                for mine, other in zip(cache.layers, theirs.layers, strict=True):
+                    for name in ("keys", "values"):
+                        part = getattr(other, name)
+                        pad = part.new_zeros((part.shape[0], part.shape[1], t - width,
+                                              part.shape[3]))
+                        setattr(mine, name, torch.cat([getattr(mine, name),
+                                                       torch.cat([pad, part], 2)]))
+            self.model.model.rope_deltas = deltas
             processors = self._forced_processors(requests, batch.prompt_len)
             t1 = time.perf_counter()
             if self.config.sampling:
                 torch.manual_seed(self.config.seed)
-            sequences = self.model.generate(**inputs, cache=cache,
+            sequences = self.model.generate(input_ids=ids, attention_mask=mask,
+                                            mm_token_type_ids=mtt, cache=cache,
                                             logits_processor=processors,
                                             **self._generation_kwargs())
             t2 = time.perf_counter()
