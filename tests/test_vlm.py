@@ -457,3 +457,6 @@ def test_candidates_of_one_source_reuse_its_prefix_and_answer_the_same(backend, 
     with reuse.runner.forced_answers({"sc": SC, "pq": PQ}):
         forced = reuse.judge_many(triples[:2])
     assert all(j.status == "ok" and j.sc == (21.0, 17.0) for j in forced)
+    sampled = backend(arch, max_new_tokens=4, attention_summary="no", samples=2)
+    sampled.judge_many(triples[:2])  # sampling keeps the plain path (its random draws)
+    assert sampled.runner.prefix_rows == 0

@@ -82,8 +82,8 @@ class VLMConfig:
     reuse_prefix: bool = _help(True, "judge the K candidates of one source from one "
                                      "computation of their SC prompts' shared prefix "
                                      "(system text + source image): its KV cache is "
-                                     "reused, as vLLM's prefix caching does (not while "
-                                     "attention is captured)")
+                                     "reused, as vLLM's prefix caching does (greedy "
+                                     "decoding only, not while attention is captured)")
     image_cache: int = _help(16, "encoded images kept for reuse across calls")
     attention_summary: bool = _help(True, "capture the SC call's attention to compute the "
                                           "judgment's attention diagnostics")

@@ -174,7 +174,7 @@ class Runner:
         """Answer each request; ``capture='prompt'`` also returns the attention of each
         prompt's text to its images, ``capture='answer'`` that and the answer's.
 
-        With ``reuse_prefix`` (and no capture), requests that differ only in their last
+        With ``reuse_prefix`` (greedy decoding, no capture), requests that differ only in their last
         image - the K candidates of one source in their SC calls - are answered together
         from one computation of the shared prefix (system text, the source image, the text
         between): its KV cache is computed once and copied to each row
@@ -183,7 +183,8 @@ class Runner:
         are the same tokens either way."""
         outputs: list[Output | None] = [None] * len(requests)
         rest = list(range(len(requests)))
-        if capture is None and self.config.reuse_prefix:
+        # Sampled answers keep the plain path: another batch layout draws other numbers.
+        if capture is None and self.config.reuse_prefix and not self.config.sampling:
             groups, rest = self._prefix_groups(requests)
             for members in groups:
                 size = self.config.batch_size
