@@ -163,7 +163,7 @@ def external_markdown(s: Mapping[str, Any]) -> str:
                 f"({s['spot_checks']} calls checked)")
     else:
         spot = ("no spot check (start serve-reward with --spot-check SPEC for a hacking "
-                "alert, or vote on the kept samples in Annotate)")
+                "alert; the kept samples below are there to look at)")
     failed = "-" if s["failure_rate"] is None else f"{100 * s['failure_rate']:.1f}%"
     return (f"**Run #{s['run_id']}** {plain(s['name'])}: **{s['status']}** · external "
             f"trainer judged by {plain(str(s['backend']))} · {s['calls']} reward calls, "
