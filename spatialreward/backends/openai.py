@@ -40,10 +40,12 @@ from ..errors import ConfigError
 from ..judgment import Judgment
 from ..regions import PixelEvidence
 from ..vlm.answers import assemble, no_multi_image, sized_edit
+from ..vlm.config import protocol_decoding
 from ..vlm.inputs import image_key
 from ..vlm.openai_api import (
     OpenAIConfig,
     ServerError,
+    auth_headers,
     chat_messages,
     describe,
     post_json,
@@ -55,7 +57,6 @@ from .base import Attended
 
 NO_ATTENTION = ("no attention maps: an OpenAI-compatible server returns text only; judge "
                 "with vlm:PATH on the checkpoint itself to see where the model looked")
-SELF_ENSEMBLE_TEMPERATURE = 0.7
 
 
 @dataclass
@@ -79,12 +80,9 @@ class OpenAIBackend:
         self.prompts: Prompts = load_prompts(config.protocol)
         self.config = config
         g = self.prompts.generation
-        t = g.temperature if config.temperature is None else config.temperature
-        if config.samples > 1 and t == 0:
-            t = SELF_ENSEMBLE_TEMPERATURE
-        self.temperature = t
-        self.top_p = g.top_p if config.top_p is None else config.top_p
-        self.top_k = g.top_k if config.top_k is None else config.top_k
+        self.temperature, self.top_p, self.top_k = protocol_decoding(
+            config.temperature, config.top_p, config.top_k, config.samples,
+            (g.temperature, g.top_p, g.top_k))
         limits = httpx.Limits(max_connections=config.concurrency,
                               max_keepalive_connections=config.concurrency)
         self.client = client or httpx.Client(limits=limits, trust_env=False)
@@ -101,12 +99,9 @@ class OpenAIBackend:
     def _only_model(self) -> str:
         """The model of a server that serves one (``GET BASE_URL/models``)."""
         url = f"{self.config.urls[0]}/models"
-        headers = {}
-        key = self.config.api_key()
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
         try:
-            response = self.client.get(url, headers=headers, timeout=self.config.timeout)
+            response = self.client.get(url, headers=auth_headers(self.config),
+                                       timeout=self.config.timeout)
             names = [m["id"] for m in response.json()["data"]]
         except Exception as err:
             raise ConfigError(f"could not list the models at {url} ({type(err).__name__}); "

@@ -147,11 +147,9 @@ class VLMConfig:
         """These settings with the unset decoding keys taken from a protocol's
         ``[generation]``; several samples of a greedy protocol are drawn at 0.7
         (EditScore's self-ensemble temperature)."""
-        t = temperature if self.temperature is None else self.temperature
-        if self.samples > 1 and t == 0:
-            t = SELF_ENSEMBLE_TEMPERATURE
-        return replace(self, temperature=t, top_p=top_p if self.top_p is None else self.top_p,
-                       top_k=top_k if self.top_k is None else self.top_k)
+        t, p, k = protocol_decoding(self.temperature, self.top_p, self.top_k, self.samples,
+                                    (temperature, top_p, top_k))
+        return replace(self, temperature=t, top_p=p, top_k=k)
 
     @classmethod
     def from_argument(cls, argument: str | None) -> VLMConfig:
@@ -172,6 +170,22 @@ class VLMConfig:
         """The settings as plain JSON values (for meta fields and logs)."""
         return {f.name: (str(v) if isinstance(v := getattr(self, f.name), Path) else v)
                 for f in fields(self)}
+
+
+def protocol_decoding(temperature: float | None, top_p: float | None, top_k: int | None,
+                      samples: int, protocol: tuple[float, float, int]
+                      ) -> tuple[float, float, int]:
+    """(temperature, top_p, top_k): the settings given, the protocol's ``[generation]``
+    for those left unset; several samples of a greedy protocol are drawn at 0.7
+    (EditScore's self-ensemble temperature).
+
+    >>> protocol_decoding(None, None, None, 4, (0.0, 1.0, 0))
+    (0.7, 1.0, 0)
+    """
+    t = protocol[0] if temperature is None else temperature
+    if samples > 1 and t == 0:
+        t = SELF_ENSEMBLE_TEMPERATURE
+    return (t, protocol[1] if top_p is None else top_p, protocol[2] if top_k is None else top_k)
 
 
 def spec_settings(argument: str, cls: Any, head: str, what: str) -> dict[str, Any]:

@@ -15,12 +15,12 @@ sent; it is never kept on the config, put in a version, a log line or an error m
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import os
 import re
 import time
-from dataclasses import MISSING, dataclass, field, fields
-from pathlib import Path
+from dataclasses import MISSING, dataclass, field
 from typing import Any
 
 from PIL import Image
@@ -169,6 +169,12 @@ def chat_messages(call: Call, instruction: str, images: list[Image.Image]
     return out
 
 
+def auth_headers(config: OpenAIConfig) -> dict[str, str]:
+    """The Authorization header when a key is configured (read from its variable now)."""
+    key = config.api_key()
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
 class ServerError(RuntimeError):
     """A request that failed for good (after its retries); the message says why and
     never contains the API key."""
@@ -181,10 +187,7 @@ def post_json(client: Any, url: str, body: dict[str, Any], config: OpenAIConfig,
     Returns the decoded JSON answer; raises :class:`ServerError`."""
     import httpx
 
-    headers = {"Content-Type": "application/json"}
-    key = config.api_key()
-    if key:
-        headers["Authorization"] = f"Bearer {key}"
+    headers = {"Content-Type": "application/json", **auth_headers(config)}
     last = ""
     for attempt in range(config.retries + 1):
         if attempt:
@@ -242,5 +245,4 @@ def _detail(response: Any) -> str:
 
 def describe(config: OpenAIConfig) -> dict[str, Any]:
     """The settings as plain JSON values (no key: only its variable's name)."""
-    return {f.name: (str(v) if isinstance(v := getattr(config, f.name), Path) else v)
-            for f in fields(config)}
+    return dataclasses.asdict(config)
