@@ -22,7 +22,15 @@ from PIL import Image
 
 from .attention import Capture, RawAttention, eager_reference, install
 from .config import VLMConfig
-from .inputs import IMAGE_TOKEN, Batch, ImageEncoder, build_batch, image_key, render_prompt
+from .inputs import (
+    IMAGE_TOKEN,
+    Batch,
+    ImageEncoder,
+    PreparedImage,
+    build_batch,
+    image_key,
+    render_prompt,
+)
 from .prompts import Call
 from .resize import official_resize
 
@@ -132,13 +140,20 @@ class Runner:
                                call.messages(instruction, shown), call.answer_prefix)
         return Request(call.name, prompt, tuple(images), call.answer_prefix)
 
-    def batch(self, requests: Sequence[Request]) -> Batch:
-        """Tokenized, left-padded inputs with the images encoded (``mm_encoder_outputs``)."""
+    def tokenized(self, requests: Sequence[Request]
+                  ) -> tuple[Batch, list[list[PreparedImage]]]:
+        """Tokenized, left-padded inputs on the model's device (images prepared, not yet
+        encoded), and each request's prepared images."""
         prepared = [[self.encoder.prepare(im) for im in r.images] for r in requests]
         batch = build_batch(self.tokenizer, [r.prompt for r in requests], prepared,
                             self.image_token)
         device = self.model.device
         batch.inputs = {k: v.to(device) for k, v in batch.inputs.items()}
+        return batch, prepared
+
+    def batch(self, requests: Sequence[Request]) -> Batch:
+        """Tokenized, left-padded inputs with the images encoded (``mm_encoder_outputs``)."""
+        batch, _ = self.tokenized(requests)
         batch.inputs["mm_encoder_outputs"] = self.encoder.encode(batch.images)
         return batch
 
@@ -186,11 +201,13 @@ class Runner:
         # Sampled answers keep the plain path: another batch layout draws other numbers.
         if capture is None and self.config.reuse_prefix and not self.config.sampling:
             groups, rest = self._prefix_groups(requests)
+            lengths = [self._token_length(r) for r in requests] if groups else []
             for members in groups:
                 size = self.config.batch_size
                 for start in range(0, len(members), size):
                     part = members[start : start + size]
-                    riders = self._riders(requests, part[0], rest, size - len(part))
+                    riders = [k for k in rest if lengths[k] <= lengths[part[0]]][
+                        : size - len(part)]
                     done = self._shared_prefix_chunk([requests[i] for i in part],
                                                      [requests[i] for i in riders])
                     for k, out in zip(part + riders, done, strict=True):
@@ -220,18 +237,10 @@ class Runner:
         grouped = {k for g in groups for k in g}
         return groups, [k for k in range(len(requests)) if k not in grouped]
 
-    def _riders(self, requests: Sequence[Request], member: int, rest: Sequence[int],
-                room: int) -> list[int]:
-        """Up to ``room`` of the ``rest`` requests no longer than ``requests[member]``
-        (in tokens), to decode alongside its group."""
-        if room <= 0:
-            return []
-        def length(r: Request) -> int:
-            text = len(self.tokenizer(r.prompt, add_special_tokens=False)["input_ids"])
-            return text - len(r.images) + sum(self.encoder.prepare(im).tokens
-                                              for im in r.images)
-        limit = length(requests[member])
-        return [k for k in rest if length(requests[k]) <= limit][:room]
+    def _token_length(self, r: Request) -> int:
+        """The request's prompt length in tokens, its images expanded."""
+        text = len(self.tokenizer(r.prompt, add_special_tokens=False)["input_ids"])
+        return text - len(r.images) + sum(self.encoder.prepare(im).tokens for im in r.images)
 
     def _prefill(self, ids: torch.Tensor, mask: torch.Tensor, mtt: torch.Tensor,
                  positions: torch.Tensor, images: Sequence[Any], cache: Any = None) -> Any:
@@ -261,11 +270,8 @@ class Runner:
         k = len(members)
         with self._lock:
             t0 = time.perf_counter()
-            prepared = [[self.encoder.prepare(im) for im in r.images] for r in requests]
-            batch = build_batch(self.tokenizer, [r.prompt for r in requests], prepared,
-                                self.image_token)
-            device = self.model.device
-            inputs = {key: v.to(device) for key, v in batch.inputs.items()}
+            batch, prepared = self.tokenized(requests)
+            inputs = batch.inputs
             ids, mask = inputs["input_ids"], inputs["attention_mask"]
             mtt = inputs["mm_token_type_ids"]
             t = ids.shape[1]
@@ -281,9 +287,7 @@ class Runner:
                                   cache)
             self.prefix_rows += k
             if riders:
-                own = build_batch(self.tokenizer, [r.prompt for r in riders], prepared[k:],
-                                  self.image_token)
-                o = {key: v.to(device) for key, v in own.inputs.items()}
+                o = self.tokenized(riders)[0].inputs
                 o_pos, _ = self._positions(o)
                 width = o["input_ids"].shape[1]
                 theirs = self._prefill(o["input_ids"][:, :width - 1],
@@ -300,9 +304,7 @@ class Runner:
                                                        torch.cat([pad, part], 2)]))
             self.model.model.rope_deltas = deltas
             processors = self._forced_processors(requests, batch.prompt_len)
-            t1 = time.perf_counter()
-            if self.config.sampling:
-                torch.manual_seed(self.config.seed)
+            t1 = time.perf_counter()  # greedy only (see generate): no seed to set
             sequences = self.model.generate(input_ids=ids, attention_mask=mask,
                                             mm_token_type_ids=mtt, cache=cache,
                                             logits_processor=processors,
