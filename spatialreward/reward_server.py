@@ -359,16 +359,16 @@ def serve(services: Any, backend: str, *, host: str = "127.0.0.1", port: int = 8
     ``record`` every call is logged as a step of a new external run in the store
     (``server.run_id``), ``samples`` items of each call kept with their judgments, and
     re-judged by the ``spot_check`` backend when one is given (the run's hacking alert)."""
-    model = services.backend(backend)  # an unknown backend fails before binding
-    for spec in [spot_check, *(s for s, _ in mix)]:
-        if spec:
-            services.backend(spec)
     if mix and any(not w > 0 for _, w in mix):
         raise InputError("every reward-mix weight must be positive")
     terms = [(backend, 1.0 - sum(w for _, w in mix)), *mix] if mix else []
     if terms and not terms[0][1] > 0:
         raise InputError("the --mix weights must add up to less than 1: the rest is "
                          f"{backend}'s weight")
+    model = services.backend(backend)  # an unknown backend fails before binding
+    for spec in [spot_check, *(s for s, _ in mix)]:
+        if spec:
+            services.backend(spec)
     engine = RewardEngine(services_judge(services, backend, batch_size, terms),
                           batch_size=batch_size, max_queue=max_queue, threshold=threshold)
     recorder = None

@@ -7,8 +7,8 @@ Front ends hold no model code: they call :meth:`Services.judge` or
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
-import math
 import threading
 import time
 from collections import OrderedDict
@@ -300,11 +300,9 @@ class Services(RunServices, LearningServices):
         the samples' judgments and the alerts go to its folder (``runs/external-ID``
         beside the store), as an RL run's do."""
         run_id = self.store.create_run("external", name, config)
-        root = Path(self.config.db).resolve().parent
-        folder = root / "runs" / f"external-{run_id}"
-        (folder / "samples").mkdir(parents=True, exist_ok=True)
-        self.store.update_run(run_id, status="running",
-                              out_dir=folder.relative_to(root).as_posix())
+        folder = Path("runs") / f"external-{run_id}"  # beside the store, as RL runs' are
+        (self.launcher.root / folder / "samples").mkdir(parents=True, exist_ok=True)
+        self.store.update_run(run_id, status="running", out_dir=folder.as_posix())
         return run_id
 
     def record_reward_call(self, run_id: int, step: int,
@@ -320,33 +318,28 @@ class Services(RunServices, LearningServices):
         metrics ``spot_reward`` and ``reward_on_spot`` (the served reward of the same
         items) feed the run's hacking alert (:func:`spatialreward.rl.external.spot_alert`).
         ``triples[k]`` is None for an item that could not be read (it counts as failed)."""
-        import json
-
-        rewards = [r for j in judgments if (r := served_reward(j)) is not None]
+        rewards = [served_reward(j) for j in judgments]
         values = {"items": float(len(judgments)), "latency_ms": float(latency_ms),
                   "reward_failed": float(sum(not j.ok for j in judgments))}
-        if rewards:
-            values["reward_mean"] = float(np.mean(rewards))
-        kept = [(t, j) for t, j in zip(triples, judgments, strict=True)
-                if t is not None and served_reward(j) is not None][:samples]
+        if any(r is not None for r in rewards):
+            values["reward_mean"] = float(np.mean([r for r in rewards if r is not None]))
+        kept = [(t, j, r) for t, j, r in zip(triples, judgments, rewards, strict=True)
+                if t is not None and r is not None][:samples]
         second: list[Judgment | None] = [None] * len(kept)
         if spot_check and kept:
             second = list(judge_in_batches(self.backend(spot_check),
-                                           [t for t, _ in kept], len(kept)))
-            pairs = [(served_reward(j), s.reward) for (_, j), s in zip(kept, second, strict=True)
+                                           [t for t, _, _ in kept], len(kept)))
+            pairs = [(r, s.reward) for (_, _, r), s in zip(kept, second, strict=True)
                      if s is not None and s.reward is not None]
             if pairs:
-                values["reward_on_spot"] = float(np.mean([a or 0.0 for a, _ in pairs]))
+                values["reward_on_spot"] = float(np.mean([a for a, _ in pairs]))
                 values["spot_reward"] = float(np.mean([b for _, b in pairs]))
         self.store.log_metrics(run_id, step, values)
         row = self.store.run(run_id)
-        folder = (Path(self.config.db).resolve().parent / row["out_dir"]
-                  if row.get("out_dir") else None)
+        folder = self.launcher.folder(row) if row.get("out_dir") else None
         served = str(row["config"].get("backend") or "served")
-        for (triple, j), s in zip(kept, second, strict=True):
+        for (triple, j, reward), s in zip(kept, second, strict=True):
             src, edt, text = triple
-            reward = served_reward(j)
-            reward = math.nan if reward is None else float(reward)  # kept: all scored
             sample_id = self.store.add_rl_sample(run_id, step, text, src, [edt], [reward])
             if folder is not None:
                 judged = {served: j.to_dict()}
