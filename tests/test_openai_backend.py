@@ -95,7 +95,10 @@ def test_a_judgment_through_the_server_equals_vlm_on_the_same_checkpoint(referen
 def test_requests_follow_the_chat_completions_schema_with_images_as_data_urls(fresh, pair):
     judge = client(fresh, model="tiny-judge", samples=2, seed=7)
     judge.judge(*pair, "make the cup red")
-    sc, pq = fresh.requests  # one request per protocol call
+    # one request per protocol call, sent concurrently (either may arrive first); the SC
+    # call is the one that states the instruction
+    [sc] = [r for r in fresh.requests if "make the cup red" in json.dumps(r["messages"])]
+    [pq] = [r for r in fresh.requests if r is not sc]
     assert sc["model"] == "tiny-judge" and sc["n"] == 2 and sc["seed"] == 7
     assert sc["max_tokens"] == 8 and sc["temperature"] == pytest.approx(0.7)
     [user] = [m for m in sc["messages"] if m["role"] == "user"]

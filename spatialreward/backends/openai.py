@@ -150,7 +150,11 @@ class OpenAIBackend:
                                  digest_size=8).digest()
         return urls[int.from_bytes(digest, "big") % len(urls)]
 
-    def _ask(self, url: str, body: dict[str, Any], answer_prefix: str) -> list[Reply]:
+    def _ask(self, url: str, call: Call, instruction: str, images: list[Image.Image]
+             ) -> list[Reply]:
+        """One call's answers; runs in the pool, so the images' encoding runs there too."""
+        body = self.body(call, instruction, images)
+        answer_prefix = call.answer_prefix
         t0 = time.perf_counter()
         answer = post_json(self.client, f"{url}/chat/completions", body, self.config)
         ms = (time.perf_counter() - t0) * 1e3
@@ -229,19 +233,18 @@ class OpenAIBackend:
                 continue
             t0 = time.perf_counter()
             url = self.server_for(source, instruction)
-            futures = [self._pool.submit(self._ask, url, self.body(call, instruction, images),
-                                         call.answer_prefix) for call, images in calls]
+            futures = [self._pool.submit(self._ask, url, call, instruction, images)
+                       for call, images in calls]
             pending.append((k, key, t0, futures, url))
         for k, key, t0, futures, url in pending:
             source, edited = jobs[k][0], jobs[k][1]
+            where = {"server": url, "model": self.model, "attention": NO_ATTENTION}
             wait(futures)  # every call of the edit is answered (or failed) before it is judged
             try:
                 replies = [f.result() for f in futures]
             except (ServerError, ConfigError) as err:
                 out[k] = Judgment(status="backend_error", backend=self.name,
-                                  backend_version=self.version, error=str(err),
-                                  meta={"server": url, "model": self.model,
-                                        "attention": NO_ATTENTION})
+                                  backend_version=self.version, error=str(err), meta=where)
                 continue
             elapsed = (time.perf_counter() - t0) * 1e3
             judgment = assemble(replies[0], replies[1] if len(replies) > 1 else None,
@@ -250,9 +253,7 @@ class OpenAIBackend:
                                 max_new_tokens=self.config.max_new_tokens,
                                 elapsed_ms=elapsed, source_size=source.size,
                                 edited_size=edited.size)
-            judgment = dataclasses.replace(judgment, meta={
-                **judgment.meta, "server": url, "model": self.model,
-                "attention": NO_ATTENTION})
+            judgment = dataclasses.replace(judgment, meta={**judgment.meta, **where})
             out[k] = judgment
             if key:
                 with self._cache_lock:
