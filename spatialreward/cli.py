@@ -183,17 +183,10 @@ def _train_from_store(args: argparse.Namespace) -> int:
 
 def cmd_serve_reward(args: argparse.Namespace) -> int:
     from .reward_server import LOOPBACK, serve
+    from .rl.config import reward_term
     from .service import Services
 
-    mix = []
-    for text in args.mix or []:
-        spec, eq, weight = text.rpartition("=")
-        try:
-            mix.append((spec.strip(), float(weight)))
-        except ValueError:
-            spec = ""
-        if not (eq and spec):
-            raise InputError(f"--mix takes SPEC=WEIGHT, e.g. --mix pixel=0.2; got {text!r}")
+    mix = [(t.backend, t.weight) for t in (reward_term(text, None) for text in args.mix or [])]
     offered = tuple(s for s in [args.spot_check, *(m for m, _ in mix)] if s)
     extra = {"backends": offered} if offered else {}
     services = Services(StudioConfig.from_env(backend=args.backend, db=args.db, **extra))

@@ -9,7 +9,7 @@ import os
 import statistics
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -131,17 +131,24 @@ class RunServices:
         row, history = self.rl_status(run_id)
         folder = self.launcher.folder(row) if row.get("out_dir") else None
         if row["kind"] == "external":  # a trainer elsewhere: its reward calls are the steps
-            from .rl.external import external_figure, external_summary
+            from .rl.external import external_figure
 
             return {"row": row, "history": history, "folder": folder,
                     "curves": external_figure(history),
                     "samples": sample_gallery(self.store, folder, run_id, groups=8),
-                    "summary": external_summary(row, history),
+                    "summary": self.external_summary(row, history),
                     "log": ""}
         return {"row": row, "history": history, "folder": folder,
                 "curves": curves_figure(history),
                 "samples": sample_gallery(self.store, folder, run_id),
                 "log": self.launcher.log_tail(run_id)}
+
+    def external_summary(self, row: Mapping[str, Any],
+                         history: Sequence[Mapping[str, float]]) -> dict[str, Any]:
+        """The status numbers of an external run (:meth:`rl_status`'s row and history)."""
+        from .rl.external import external_summary
+
+        return external_summary(row, history)
 
     def rl_runs(self) -> list[dict[str, Any]]:
         """The RL runs and the external ones (trainers calling ``serve-reward``), newest

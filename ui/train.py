@@ -385,7 +385,7 @@ def api_handlers(services: Services) -> dict[str, Any]:
     def summary(run_id: int) -> dict[str, Any]:
         row, history = services.rl_status(run_id)
         if row["kind"] == "external":
-            return services.rl_view(run_id)["summary"]
+            return services.external_summary(row, history)
         return run_summary(services, row, history)
 
     @user_errors

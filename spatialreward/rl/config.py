@@ -37,24 +37,32 @@ class RewardTerm:
             raise ConfigError(f"reward weight of {self.backend!r} must be > 0, got {self.weight}")
 
 
+def reward_term(part: str, default: float | None = 1.0) -> RewardTerm:
+    """``"BACKEND=WEIGHT"`` (or ``"BACKEND"``, weighing ``default``; with ``default=None``
+    the weight must be written) as a reward term.
+
+    >>> reward_term("pixel=0.2")
+    RewardTerm(backend='pixel', weight=0.2)
+    """
+    spec, eq, weight = part.rpartition("=")
+    if not eq:
+        if default is None:
+            raise ConfigError(f"write BACKEND=WEIGHT, e.g. pixel=0.2; got {part!r}")
+        spec, weight = part, str(default)
+    try:
+        return RewardTerm(spec.strip(), float(weight))
+    except ValueError:
+        raise ConfigError(f"reward weight {weight!r} in {part!r} is not a number; "
+                          "write BACKEND=WEIGHT, e.g. mini=0.7") from None
+
+
 def parse_reward_mix(text: str) -> tuple[RewardTerm, ...]:
     """``"mini=0.7, pixel=0.3"`` (or just ``"mini"``) -> reward terms.
 
     >>> [(t.backend, t.weight) for t in parse_reward_mix("mini:data/x=2, pixel")]
     [('mini:data/x', 2.0), ('pixel', 1.0)]
     """
-    terms = []
-    for part in (p.strip() for p in text.split(",")):
-        if not part:
-            continue
-        spec, eq, weight = part.rpartition("=")
-        if not eq:
-            spec, weight = part, "1"
-        try:
-            terms.append(RewardTerm(spec.strip(), float(weight)))
-        except ValueError:
-            raise ConfigError(f"reward weight {weight!r} in {part!r} is not a number; "
-                              "write BACKEND=WEIGHT, e.g. mini=0.7") from None
+    terms = [reward_term(part) for part in (p.strip() for p in text.split(",")) if part]
     if not terms:
         raise ConfigError("name at least one reward backend, e.g. 'mini' or 'mini=0.7, pixel=0.3'")
     return tuple(terms)
